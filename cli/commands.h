@@ -1,0 +1,9 @@
+// Every subcommand of the `distill` binary: argc/argv as given after
+// `distill`, so argv[0] is the subcommand name. Returns the exit status.
+#ifndef DISTILL_CLI_COMMANDS_H
+#define DISTILL_CLI_COMMANDS_H
+
+int cmd_embed(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+
+#endif

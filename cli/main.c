@@ -1,0 +1,39 @@
+// The `distill` binary: a table of subcommands, one file each in cli/.
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+
+typedef struct subcommand {
+  const char *name;
+  int (*run)(int argc, char **argv);
+  const char *summary;
+} subcommand;
+
+static const subcommand kSubcommands[] = {
+    {"embed", cmd_embed, "features of images or tensors with a DINOv2 backbone"},
+    {"inspect", cmd_inspect, "what a weights or checkpoint file holds"},
+};
+enum { kNumSubcommands = sizeof kSubcommands / sizeof kSubcommands[0] };
+
+static void print_usage(FILE *out) {
+  fprintf(out, "usage: distill COMMAND [options]   (distill COMMAND --help for details)\n\ncommands:\n");
+  for (int i = 0; i < kNumSubcommands; i++)
+    fprintf(out, "  %-10s %s\n", kSubcommands[i].name, kSubcommands[i].summary);
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return 2;
+  }
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
+    print_usage(stdout);
+    return 0;
+  }
+  for (int i = 0; i < kNumSubcommands; i++)
+    if (strcmp(argv[1], kSubcommands[i].name) == 0) return kSubcommands[i].run(argc - 1, argv + 1);
+  fprintf(stderr, "distill: unknown command '%s'\n", argv[1]);
+  print_usage(stderr);
+  return 2;
+}

@@ -1,0 +1,10 @@
+# The Debian packages the project needs, in one place: scripts/build installs
+# the missing ones. Sourced, not run.
+DISTILL_DEBIAN_PACKAGES=(
+  build-essential cmake ninja-build pkg-config clang libclang-rt-dev libomp-dev
+  libopenblas-openmp-dev
+  libjpeg-dev libpng-dev libyaml-dev zlib1g-dev
+  libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev
+  python3-numpy python3-torch python3-torchvision
+  dataset-fashion-mnist
+)

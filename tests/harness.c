@@ -1,0 +1,21 @@
+#include "tests/harness.h"
+
+int dl_test_failures = 0;
+int dl_test_checks = 0;
+
+double dl_rel_err(const float *a, const float *b, size_t n) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)a[i] - (double)b[i];
+    num += d * d;
+    den += (double)b[i] * (double)b[i];
+  }
+  if (den == 0) return num == 0 ? 0 : INFINITY;
+  if (num != num) return INFINITY;  // NaN in the output counts as a failure
+  return sqrt(num / den);
+}
+
+int dl_test_summary(const char *name) {
+  printf("%s: %d checks, %d failed\n", name, dl_test_checks, dl_test_failures);
+  return dl_test_failures == 0 && dl_test_checks > 0 ? 0 : 1;
+}
