@@ -1,0 +1,96 @@
+#include "model/cpu/ops.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+
+#include "model/cpu/fast_math.h"
+
+void dl_linear(float *y, const float *x, const float *w, const float *bias, int m, int k, int n) {
+  float beta = 0.0f;
+  if (bias) {
+    // Starting from the bias lets sgemm add into it (beta = 1): no extra pass.
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < m; r++)
+      for (int j = 0; j < n; j++) y[(size_t)r * n + j] = bias[j];
+    beta = 1.0f;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
+}
+
+void dl_layernorm(float *y, const float *x, const float *g, const float *b, int rows, int d, float eps) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    const float *xr = x + (size_t)r * d;
+    float *yr = y + (size_t)r * d;
+    float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+    for (int i = 0; i < d; i++) sum += xr[i];
+    float mean = sum / (float)d, var = 0.0f;
+#pragma omp simd reduction(+ : var)
+    for (int i = 0; i < d; i++) var += (xr[i] - mean) * (xr[i] - mean);
+    float inv = 1.0f / sqrtf(var / (float)d + eps);
+#pragma omp simd
+    for (int i = 0; i < d; i++) yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
+  }
+}
+
+void dl_gelu_inplace(float *x, size_t n) {
+#pragma omp parallel for simd schedule(static)
+  for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + dl_fast_erff(x[i] * 0.70710678118654752f));
+}
+
+void dl_swiglu(float *out, const float *xg, int rows, int h) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    const float *a = xg + (size_t)r * 2 * h, *b = a + h;
+    float *o = out + (size_t)r * h;
+#pragma omp simd
+    for (int j = 0; j < h; j++) o[j] = a[j] / (1.0f + dl_fast_expf(-a[j])) * b[j];
+  }
+}
+
+void dl_residual_scaled(float *x, const float *y, const float *gamma, int rows, int d) {
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < rows; r++) {
+    float *xr = x + (size_t)r * d;
+    const float *yr = y + (size_t)r * d;
+#pragma omp simd
+    for (int i = 0; i < d; i++) xr[i] += gamma[i] * yr[i];
+  }
+}
+
+size_t dl_attention_scratch_floats(int t) { return (size_t)t * (size_t)t; }
+
+static void softmax_rows(float *s, int rows, int cols) {
+  for (int r = 0; r < rows; r++) {
+    float *row = s + (size_t)r * cols, mx = row[0], sum = 0.0f;
+    for (int j = 1; j < cols; j++) mx = fmaxf(mx, row[j]);
+#pragma omp simd reduction(+ : sum)
+    for (int j = 0; j < cols; j++) {
+      row[j] = dl_fast_expf(row[j] - mx);
+      sum += row[j];
+    }
+    float inv = 1.0f / sum;
+#pragma omp simd
+    for (int j = 0; j < cols; j++) row[j] *= inv;
+  }
+}
+
+void dl_attention(float *out, const float *qkv, int batch, int t, int heads, int hd, float *scratch) {
+  const int d = heads * hd, ld = 3 * d;
+  const float scale = 1.0f / sqrtf((float)hd);
+  // One (sequence, head) pair per task; sgemm runs single-threaded inside the
+  // parallel region (OpenBLAS's OpenMP build), so the pairs fill the cores.
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int task = 0; task < batch * heads; task++) {
+    int bi = task / heads, h = task % heads;
+    const float *q = qkv + (size_t)bi * t * ld + (size_t)h * hd;
+    const float *k = q + d, *v = q + 2 * d;
+    float *s = scratch + (size_t)omp_get_thread_num() * dl_attention_scratch_floats(t);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, scale, q, ld, k, ld, 0.0f, s, t);
+    softmax_rows(s, t, t);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, s, t, v, ld, 0.0f,
+                out + (size_t)bi * t * d + (size_t)h * hd, d);
+  }
+}

@@ -1,0 +1,139 @@
+// The DINOv2 ViT forward pass on the CPU for a whole batch at once: every
+// linear layer is one sgemm over all tokens of all images, which is what
+// makes the CPU path fast.
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/cpu/ops.h"
+#include "model/pos_embed.h"
+#include "model/vit.h"
+
+#define LN_EPS 1e-6f
+
+// Activation buffers carved out of one workspace allocation.
+typedef struct forward_buffers {
+  float *x, *ln, *qkv, *attn, *hidden, *gated, *tmp, *unfold, *pos, *scratch;
+} forward_buffers;
+
+static size_t carve(forward_buffers *fb, float *base, const dl_vit_config *c, int n, int t, int np) {
+  const size_t D = (size_t)c->dim, rows = (size_t)n * t, pp = (size_t)c->patch * c->patch * 3;
+  const size_t fc1_out = (size_t)c->ffn_hidden * (c->ffn == DL_FFN_SWIGLU ? 2 : 1);
+  size_t sizes[] = {rows * D, rows * D, rows * 3 * D, rows * D, rows * fc1_out,
+                    c->ffn == DL_FFN_SWIGLU ? rows * c->ffn_hidden : 0, rows * D,
+                    (size_t)n * np * pp, (size_t)np * D,
+                    (size_t)omp_get_max_threads() * dl_attention_scratch_floats(t)};
+  float **slots[] = {&fb->x, &fb->ln, &fb->qkv, &fb->attn, &fb->hidden, &fb->gated,
+                     &fb->tmp, &fb->unfold, &fb->pos, &fb->scratch};
+  size_t off = 0;
+  for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+    if (base) *slots[i] = base + off;
+    off += (sizes[i] + 15) & ~(size_t)15;
+  }
+  return off;
+}
+
+// Rows of [n * gh * gw, 3 * p * p] in the conv weight's (c, ky, kx) order, so
+// the patch embedding is one matmul.
+static void unfold_patches(float *out, const float *img, int n, int h, int w, int p) {
+  const int gh = h / p, gw = w / p, row = 3 * p * p;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int i = 0; i < n; i++)
+    for (int gy = 0; gy < gh; gy++)
+      for (int gx = 0; gx < gw; gx++) {
+        float *o = out + (((size_t)i * gh + gy) * gw + gx) * row;
+        for (int c = 0; c < 3; c++)
+          for (int ky = 0; ky < p; ky++)
+            memcpy(o + (c * p + ky) * p, img + (((size_t)i * 3 + c) * h + gy * p + ky) * w + gx * p,
+                   (size_t)p * sizeof(float));
+      }
+}
+
+// x = [cls + pos0, registers, patches + pos]: registers come after the
+// position embeddings are added, so they carry none.
+static void assemble_tokens(const dl_vit *vit, forward_buffers *fb, int n, int np, int t,
+                            const bool *masks) {
+  const dl_vit_config *c = &vit->cfg;
+  const int D = c->dim, R = c->registers;
+  const float *cls = dl_vit_param(vit, DL_P_CLS), *pos0 = dl_vit_param(vit, DL_P_POS);
+  const float *reg = dl_vit_param(vit, DL_P_REG), *mask_tok = dl_vit_param(vit, DL_P_MASK);
+#pragma omp parallel for schedule(static)
+  for (int i = 0; i < n; i++) {
+    float *xi = fb->x + (size_t)i * t * D;
+    for (int k = 0; k < D; k++) xi[k] = cls[k] + pos0[k];
+    if (R) memcpy(xi + D, reg, (size_t)R * D * sizeof(float));
+    for (int q = 0; q < np; q++) {
+      const float *src = fb->tmp + ((size_t)i * np + q) * D;
+      if (masks && masks[(size_t)i * np + q]) src = mask_tok;
+      float *dst = xi + (size_t)(1 + R + q) * D;
+      const float *pq = fb->pos + (size_t)q * D;
+      for (int k = 0; k < D; k++) dst[k] = src[k] + pq[k];
+    }
+  }
+}
+
+static void block_forward(const dl_vit *vit, int b, forward_buffers *fb, int n, int t) {
+  const dl_vit_config *c = &vit->cfg;
+  const int D = c->dim, rows = n * t, F = c->ffn_hidden;
+#define P(k) dl_vit_param(vit, dl_vit_block_index(c, b, k))
+  dl_layernorm(fb->ln, fb->x, P(DL_P_NORM1_W), P(DL_P_NORM1_B), rows, D, LN_EPS);
+  dl_linear(fb->qkv, fb->ln, P(DL_P_QKV_W), P(DL_P_QKV_B), rows, D, 3 * D);
+  dl_attention(fb->attn, fb->qkv, n, t, c->heads, D / c->heads, fb->scratch);
+  dl_linear(fb->tmp, fb->attn, P(DL_P_PROJ_W), P(DL_P_PROJ_B), rows, D, D);
+  dl_residual_scaled(fb->x, fb->tmp, P(DL_P_LS1), rows, D);
+  dl_layernorm(fb->ln, fb->x, P(DL_P_NORM2_W), P(DL_P_NORM2_B), rows, D, LN_EPS);
+  if (c->ffn == DL_FFN_SWIGLU) {
+    dl_linear(fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, 2 * F);
+    dl_swiglu(fb->gated, fb->hidden, rows, F);
+    dl_linear(fb->tmp, fb->gated, P(DL_P_FC2_W), P(DL_P_FC2_B), rows, F, D);
+  } else {
+    dl_linear(fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, F);
+    dl_gelu_inplace(fb->hidden, (size_t)rows * F);
+    dl_linear(fb->tmp, fb->hidden, P(DL_P_FC2_W), P(DL_P_FC2_B), rows, F, D);
+  }
+  dl_residual_scaled(fb->x, fb->tmp, P(DL_P_LS2), rows, D);
+#undef P
+}
+
+static void write_outputs(const dl_vit *vit, forward_buffers *fb, int n, int np, int t, dl_vit_outputs *out) {
+  const int D = vit->cfg.dim, R = vit->cfg.registers;
+  const int norm_w = vit->layout.count - 2, norm_b = vit->layout.count - 1;
+  if (out->prenorm) memcpy(out->prenorm, fb->x, (size_t)n * t * D * sizeof(float));
+  dl_layernorm(fb->ln, fb->x, dl_vit_param(vit, norm_w), dl_vit_param(vit, norm_b), n * t, D, LN_EPS);
+  for (int i = 0; i < n; i++) {
+    const float *li = fb->ln + (size_t)i * t * D;
+    memcpy(out->cls + (size_t)i * D, li, (size_t)D * sizeof(float));
+    if (R && out->regs) memcpy(out->regs + (size_t)i * R * D, li + D, (size_t)R * D * sizeof(float));
+    memcpy(out->patches + (size_t)i * np * D, li + (size_t)(1 + R) * D, (size_t)np * D * sizeof(float));
+  }
+}
+
+int dl_vit_forward(const dl_vit *vit, const float *images, int n, int h, int w, const bool *masks,
+                   dl_vit_workspace *ws, dl_vit_outputs *out, dl_err *err) {
+  const dl_vit_config *c = &vit->cfg;
+  if (n <= 0) return dl_fail(err, "empty batch");
+  if (h <= 0 || w <= 0 || h % c->patch || w % c->patch)
+    return dl_fail(err, "input %dx%d is not a multiple of the patch size %d", h, w, c->patch);
+  const int gh = h / c->patch, gw = w / c->patch, np = gh * gw, t = 1 + c->registers + np, D = c->dim;
+  forward_buffers fb;
+  size_t need = carve(&fb, NULL, c, n, t, np);
+  if (ws->cap < need) {
+    free(ws->buf);
+    ws->buf = dl_aligned_alloc(need * sizeof(float));
+    ws->cap = need;
+  }
+  carve(&fb, ws->buf, c, n, t, np);
+
+  unfold_patches(fb.unfold, images, n, h, w, c->patch);
+  dl_linear(fb.tmp, fb.unfold, dl_vit_param(vit, DL_P_PATCH_W), dl_vit_param(vit, DL_P_PATCH_B), n * np,
+            3 * c->patch * c->patch, D);
+  const float *stored = dl_vit_param(vit, DL_P_POS) + D;  // skips the class position
+  if (dl_pos_embed_is_identity(c->pos_grid, gh, gw))
+    memcpy(fb.pos, stored, (size_t)np * D * sizeof(float));
+  else
+    dl_pos_embed_resize(fb.pos, stored, c->pos_grid, D, gh, gw, c->interp);
+  assemble_tokens(vit, &fb, n, np, t, masks);
+  for (int b = 0; b < c->depth; b++) block_forward(vit, b, &fb, n, t);
+  write_outputs(vit, &fb, n, np, t, out);
+  return 0;
+}
