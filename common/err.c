@@ -17,9 +17,11 @@ int dl_fail(dl_err *err, const char *fmt, ...) {
 
 int dl_fail_prefix(dl_err *err, const char *prefix) {
   if (err) {
-    char old[sizeof err->msg];
-    memcpy(old, err->msg, sizeof old);
-    snprintf(err->msg, sizeof err->msg, "%s: %s", prefix, old);
+    // Composed in a larger buffer, then cut to fit: the message keeps its end
+    // only if the prefix is short, which paths normally are.
+    char joined[2 * sizeof err->msg + 4096];
+    snprintf(joined, sizeof joined, "%s: %s", prefix, err->msg);
+    snprintf(err->msg, sizeof err->msg, "%.*s", (int)sizeof err->msg - 1, joined);
   }
   return -1;
 }

@@ -12,8 +12,12 @@
 #pragma omp declare simd notinbranch
 static inline float dl_fast_expf(float x) {
   // e^x = 2^n * e^r with n = round(x / ln 2) and |r| <= ln2 / 2.
-  x = fminf(fmaxf(x, -87.0f), 88.0f);
-  float n = floorf(x * 1.44269504088896341f + 0.5f);
+  x = x < -87.0f ? -87.0f : x;  // comparisons, not fminf: those stay calls
+  x = x > 88.0f ? 88.0f : x;
+  // Round to nearest by adding and removing 1.5 * 2^23 (floorf is a libm
+  // call here and would stop vectorization).
+  const float shifter = 12582912.0f;
+  float n = (x * 1.44269504088896341f + shifter) - shifter;
   float r = x - n * 0.693359375f;          // ln2 split in two parts so that
   r = r - n * -2.12194440e-4f;             // n * ln2_hi is exact
   float p = 1.0f / 5040.0f;
@@ -34,7 +38,8 @@ static inline float dl_fast_expf(float x) {
 static inline float dl_fast_erff(float x) {
   // A rational minimax fit x * P(x^2) / Q(x^2) on [-4, 4]; erf is +-1 to
   // float precision beyond.
-  x = fminf(fmaxf(x, -4.0f), 4.0f);
+  x = x < -4.0f ? -4.0f : x;
+  x = x > 4.0f ? 4.0f : x;
   float x2 = x * x;
   float p = -2.72614225801306e-10f;
   p = p * x2 + 2.77068142495902e-08f;

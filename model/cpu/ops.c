@@ -65,7 +65,8 @@ size_t dl_attention_scratch_floats(int t) { return (size_t)t * (size_t)t; }
 static void softmax_rows(float *s, int rows, int cols) {
   for (int r = 0; r < rows; r++) {
     float *row = s + (size_t)r * cols, mx = row[0], sum = 0.0f;
-    for (int j = 1; j < cols; j++) mx = fmaxf(mx, row[j]);
+#pragma omp simd reduction(max : mx)
+    for (int j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
 #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < cols; j++) {
       row[j] = dl_fast_expf(row[j] - mx);

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/embed.h"
+#include <stdbool.h>
+
+#include "model/vit.h"
 #include "model/safetensors.h"
 #include "tests/harness.h"
 
@@ -36,25 +38,59 @@ static void compare(const dl_safetensors *io, const char *tag, const char *name,
   free(ref);
 }
 
+// Masks, when the case has them: [n, P] bytes, non-zero = masked patch.
+static bool *read_masks(const dl_safetensors *io, const char *tag) {
+  char name[128];
+  snprintf(name, sizeof name, "%s.masks", tag);
+  const dl_st_tensor *t = dl_st_find(io, name);
+  if (!t || t->dtype != DL_ST_U8) return NULL;
+  bool *m = malloc((size_t)t->numel * sizeof(bool));
+  for (int64_t i = 0; i < t->numel; i++) m[i] = t->data[i] != 0;
+  return m;
+}
+
 static void check_case(const dl_vit *vit, const dl_safetensors *io, const char *tag, const char *label) {
   char name[128];
   snprintf(name, sizeof name, "%s.input", tag);
   const dl_st_tensor *t = NULL;
   float *x = read_tensor(io, name, &t);
   if (!x) return;
-  dl_embed_result r;
+  const int n = (int)t->shape[0], h = (int)t->shape[2], w = (int)t->shape[3];
+  const int D = vit->cfg.dim, R = vit->cfg.registers, np = dl_vit_num_patches(&vit->cfg, h, w);
+  const int tokens = 1 + R + np;
+  bool *masks = read_masks(io, tag);
+  dl_vit_outputs out = {malloc((size_t)n * D * sizeof(float)), R ? malloc((size_t)n * R * D * sizeof(float)) : NULL,
+                        malloc((size_t)n * np * D * sizeof(float)), malloc((size_t)n * tokens * D * sizeof(float))};
+  dl_vit_workspace ws = {0};
   dl_err err;
-  int rc = dl_embed_array(vit, x, (int)t->shape[0], (int)t->shape[2], (int)t->shape[3], 16, &r, &err);
-  CHECK(rc == 0, "%s %s: forward on [%lld,3,%lld,%lld] %s", label, tag, (long long)t->shape[0],
-        (long long)t->shape[2], (long long)t->shape[3], rc ? err.msg : "ran");
+  int rc = dl_vit_forward(vit, x, n, h, w, masks, &ws, &out, &err);
+  CHECK(rc == 0, "%s %s: forward on [%d,3,%d,%d]%s %s", label, tag, n, h, w, masks ? " with masks" : "",
+        rc ? err.msg : "ran");
   if (rc == 0) {
-    compare(io, tag, "x_norm_clstoken", r.cls, (size_t)r.n * r.dim, label);
-    compare(io, tag, "x_norm_patchtokens", r.patches_out, (size_t)r.n * r.patches * r.dim, label);
-    compare(io, tag, "x_prenorm", r.prenorm, (size_t)r.n * r.tokens * r.dim, label);
-    if (r.registers) compare(io, tag, "x_norm_regtokens", r.regs, (size_t)r.n * r.registers * r.dim, label);
-    dl_embed_result_free(&r);
+    compare(io, tag, "x_norm_clstoken", out.cls, (size_t)n * D, label);
+    compare(io, tag, "x_norm_patchtokens", out.patches, (size_t)n * np * D, label);
+    compare(io, tag, "x_prenorm", out.prenorm, (size_t)n * tokens * D, label);
+    if (R) compare(io, tag, "x_norm_regtokens", out.regs, (size_t)n * R * D, label);
   }
+  dl_vit_workspace_free(&ws);
+  free(out.cls); free(out.regs); free(out.patches); free(out.prenorm);
+  free(masks);
   free(x);
+}
+
+// Overrides that real checkpoints cannot carry (heads other than dim / 64, a
+// non-default interpolation) come from the io file's metadata.
+static void read_overrides(const char *io_path, dl_vit_overrides *ov) {
+  ov->heads = 0;
+  ov->interp = -1;
+  dl_safetensors io;
+  dl_err err;
+  if (dl_st_open(io_path, &io, &err)) return;
+  const char *heads = dl_st_meta_get(&io, "heads"), *interp = dl_st_meta_get(&io, "interp");
+  if (heads) ov->heads = atoi(heads);
+  if (interp) ov->interp = strcmp(interp, "legacy") == 0 ? DL_INTERP_LEGACY : DL_INTERP_ANTIALIAS;
+  if (heads || interp) printf("info overrides from %s: heads=%s interp=%s\n", io_path, heads ? heads : "-", interp ? interp : "-");
+  dl_st_close(&io);
 }
 
 int main(int argc, char **argv) {
@@ -66,7 +102,9 @@ int main(int argc, char **argv) {
   dl_vit vit;
   dl_err err;
   dl_weights_layout layout;
-  int rc = dl_vit_load(argv[1], NULL, &vit, &layout, &err);
+  dl_vit_overrides ov;
+  read_overrides(argv[2], &ov);
+  int rc = dl_vit_load(argv[1], &ov, &vit, &layout, &err);
   CHECK(rc == 0, "%s: load %s: %s", label, argv[1], rc ? err.msg : "ok");
   if (rc) return dl_test_summary("test_vit_parity");
   CHECK(strcmp(dl_weights_layout_name(layout), label) == 0 || strcmp(label, "official") == 0,
