@@ -199,23 +199,26 @@ static int by_offset(const void *a, const void *b) {
 // Every tensor inside the data section, none overlapping, no holes: what the
 // format requires, and what lets us trust every pointer we hand out.
 static int check_layout(dl_safetensors *st, const uint8_t *data, size_t data_size, dl_err *err) {
+  for (int i = 0; i < st->count; i++) {
+    dl_st_tensor *t = &st->tensors[i];
+    if (t->offset > data_size || t->nbytes > data_size - t->offset)
+      return dl_fail(err, "tensor '%s': data_offsets [%zu, %zu] past the end of the data (%zu bytes)",
+                     t->name, t->offset, t->offset + t->nbytes, data_size);
+    t->data = data + t->offset;
+  }
   dl_st_tensor **order = dl_malloc((size_t)(st->count ? st->count : 1) * sizeof *order);
   int rc = 0;
   for (int i = 0; i < st->count; i++) order[i] = &st->tensors[i];
   qsort(order, (size_t)st->count, sizeof *order, by_offset);
   size_t end = 0;
   for (int i = 0; i < st->count && rc == 0; i++) {
-    dl_st_tensor *t = order[i];
-    if (t->offset > data_size || t->nbytes > data_size - t->offset)
-      rc = dl_fail(err, "tensor '%s': data_offsets [%zu, %zu] past the end of the data (%zu bytes)",
-                   t->name, t->offset, t->offset + t->nbytes, data_size);
-    else if (t->offset < end)
+    const dl_st_tensor *t = order[i];
+    if (t->offset < end)
       rc = dl_fail(err, "tensor '%s': data_offsets [%zu, %zu] overlap the previous tensor", t->name,
                    t->offset, t->offset + t->nbytes);
     else if (t->offset > end)
       rc = dl_fail(err, "tensor '%s': a gap of %zu bytes before it in the data", t->name, t->offset - end);
     end = t->offset + t->nbytes;
-    t->data = data + t->offset;
   }
   if (rc == 0 && end != data_size)
     rc = dl_fail(err, "%zu bytes of data after the last tensor", data_size - end);

@@ -186,11 +186,36 @@ static int infer_config(source_map *m, const dl_vit_overrides *ov, dl_vit_config
 
 // ---- copying ----------------------------------------------------------------
 
-static int copy_checked(const dl_st_tensor *t, const char *official, size_t numel, float *dst, dl_err *err) {
-  if (!t) return dl_fail(err, "missing tensor for '%s'", official);
-  if ((size_t)t->numel != numel)
-    return dl_fail(err, "tensor '%s' has %lld values, '%s' needs %zu", t->name, (long long)t->numel,
-                   official, numel);
+// Shapes must agree exactly, up to leading dimensions of size 1 ([1, 1, D]
+// and [D] are the same token); `rows` is the expected first dimension when a
+// part covers only some rows of the parameter.
+static int shape_matches(const dl_st_tensor *t, const dl_param_entry *e, int64_t rows) {
+  int64_t want[4];
+  int wn = e->ndim;
+  for (int i = 0; i < wn; i++) want[i] = e->shape[i];
+  if (rows > 0) want[wn > 1 ? wn - 2 : 0] = rows;
+  int a = 0, b = 0;
+  while (a < t->ndim - 1 && t->shape[a] == 1) a++;
+  while (b < wn - 1 && want[b] == 1) b++;
+  if (t->ndim - a != wn - b) return 0;
+  for (; a < t->ndim; a++, b++)
+    if (t->shape[a] != want[b]) return 0;
+  return 1;
+}
+
+static int copy_checked(const dl_st_tensor *t, const dl_param_entry *e, int64_t rows, size_t numel,
+                        float *dst, dl_err *err) {
+  if (!t) return dl_fail(err, "missing tensor for '%s'", e->name);
+  if ((size_t)t->numel != numel || !shape_matches(t, e, rows)) {
+    char want[96];
+    int k = snprintf(want, sizeof want, "[");
+    for (int i = 0; i < e->ndim; i++)
+      k += snprintf(want + k, sizeof want - (size_t)k, "%s%lld", i ? ", " : "",
+                    (long long)(rows > 0 && i == (e->ndim > 1 ? e->ndim - 2 : 0) ? rows : e->shape[i]));
+    snprintf(want + k, sizeof want - (size_t)k, "]");
+    return dl_fail(err, "tensor '%s' has %d dims and %lld values; '%s' needs shape %s", t->name, t->ndim,
+                   (long long)t->numel, e->name, want);
+  }
   return dl_st_read_f32(t, dst, err);
 }
 
@@ -202,8 +227,8 @@ static int copy_entry(source_map *m, const dl_vit_config *c, const dl_param_entr
     if (index == DL_P_MASK && !t) return 0;  // only pretraining uses it; timm drops it
     if (index == DL_P_REG && c->registers == 0) return 0;
     if (index == DL_P_POS && !pos_has_class_row)  // class row stays 0: cls_token holds it
-      return copy_checked(t, e->name, e->numel - (size_t)c->dim, dst + c->dim, err);
-    return copy_checked(t, e->name, e->numel, dst, err);
+      return copy_checked(t, e, e->shape[1] - 1, e->numel - (size_t)c->dim, dst + c->dim, err);
+    return copy_checked(t, e, 0, e->numel, dst, err);
   }
   int b = (index - DL_P_GLOBAL_COUNT) / DL_P_BLOCK_COUNT;
   enum dl_block_param p = (enum dl_block_param)((index - DL_P_GLOBAL_COUNT) % DL_P_BLOCK_COUNT);
@@ -211,7 +236,7 @@ static int copy_entry(source_map *m, const dl_vit_config *c, const dl_param_entr
   int n = block_src(m, b, p, c->ffn == DL_FFN_SWIGLU, parts);
   size_t each = e->numel / (size_t)n;
   for (int i = 0; i < n; i++)
-    if (copy_checked(parts[i], e->name, each, dst + i * each, err)) return -1;
+    if (copy_checked(parts[i], e, n > 1 ? e->shape[0] / n : 0, each, dst + i * each, err)) return -1;
   return 0;
 }
 
