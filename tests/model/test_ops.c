@@ -172,7 +172,35 @@ static void test_safetensors_roundtrip(void) {
   remove(path);
 }
 
+// Half and bfloat16 weights are converted exactly on load.
+static void test_half_conversion(void) {
+  // F16: 1, -2, 65504 (max), 2^-24 (smallest subnormal), inf; BF16: 1, -3.
+  static const char header[] =
+      "{\"h\":{\"dtype\":\"F16\",\"shape\":[5],\"data_offsets\":[0,10]},"
+      "\"b\":{\"dtype\":\"BF16\",\"shape\":[2],\"data_offsets\":[10,14]}}";
+  static const uint8_t data[14] = {0x00, 0x3c, 0x00, 0xc0, 0xff, 0x7b, 0x01, 0x00, 0x00, 0x7c,
+                                   0x80, 0x3f, 0x40, 0xc0};
+  uint8_t file[256] = {0};
+  size_t hlen = strlen(header);
+  file[0] = (uint8_t)hlen;
+  memcpy(file + 8, header, hlen);
+  memcpy(file + 8 + hlen, data, sizeof data);
+  dl_safetensors st;
+  dl_err err;
+  int rc = dl_st_parse(file, 8 + hlen + sizeof data, &st, &err);
+  CHECK(rc == 0, "hand-made F16/BF16 file parses: %s", rc ? err.msg : "ok");
+  if (rc) return;
+  float h[5], b[2];
+  dl_st_read_f32(dl_st_find(&st, "h"), h, &err);
+  dl_st_read_f32(dl_st_find(&st, "b"), b, &err);
+  CHECK(h[0] == 1.0f && h[1] == -2.0f && h[2] == 65504.0f && h[3] == ldexpf(1.0f, -24) && isinf(h[4]),
+        "F16 to float: 1, -2, 65504, 2^-24, inf exact");
+  CHECK(b[0] == 1.0f && b[1] == -3.0f, "BF16 to float: 1, -3 exact");
+  dl_st_close(&st);
+}
+
 int main(void) {
+  test_half_conversion();
   test_fast_math();
   test_linear();
   test_layernorm();
