@@ -6,8 +6,6 @@
 
 #include "common/err.h"
 
-enum { kMaxDepth = 32 };
-
 void dl_json_init(dl_json *j, const char *text, size_t n) {
   j->p = j->start = text;
   j->end = text + n;
@@ -136,51 +134,4 @@ bool dl_json_uint(dl_json *j, uint64_t *out) {
   if (j->p < j->end && (*j->p == '.' || *j->p == 'e' || *j->p == 'E')) return dl_json_fail(j, "expected an integer");
   *out = v;
   return true;
-}
-
-static bool skip_literal(dl_json *j, const char *lit) {
-  size_t n = strlen(lit);
-  if ((size_t)(j->end - j->p) < n || memcmp(j->p, lit, n) != 0) return dl_json_fail(j, "invalid value");
-  j->p += n;
-  return true;
-}
-
-static bool skip_number(dl_json *j) {
-  const char *s = j->p;
-  if (j->p < j->end && *j->p == '-') j->p++;
-  while (j->p < j->end && strchr("0123456789.eE+-", *j->p)) j->p++;
-  return j->p > s ? true : dl_json_fail(j, "invalid value");
-}
-
-static bool skip_container(dl_json *j, char close, bool keyed, int depth) {
-  if (dl_json_accept(j, close)) return true;
-  do {
-    if (keyed) {
-      char *k = dl_json_string(j);
-      if (!k) return false;
-      free(k);
-      if (!dl_json_expect(j, ':')) return false;
-    }
-    if (!dl_json_skip_value(j, depth + 1)) return false;
-  } while (dl_json_accept(j, ','));
-  return dl_json_expect(j, close);
-}
-
-bool dl_json_skip_value(dl_json *j, int depth) {
-  if (depth > kMaxDepth) return dl_json_fail(j, "nesting too deep");
-  dl_json_skip_ws(j);
-  if (j->p >= j->end) return dl_json_fail(j, "unexpected end of header");
-  switch (*j->p) {
-    case '"': {
-      char *s = dl_json_string(j);
-      free(s);
-      return s != NULL;
-    }
-    case '{': j->p++; return skip_container(j, '}', true, depth);
-    case '[': j->p++; return skip_container(j, ']', false, depth);
-    case 't': return skip_literal(j, "true");
-    case 'f': return skip_literal(j, "false");
-    case 'n': return skip_literal(j, "null");
-    default: return skip_number(j);
-  }
 }

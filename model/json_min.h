@@ -1,6 +1,6 @@
 // A small strict JSON tokenizer, enough for safetensors headers: objects,
-// arrays, strings (with escapes), integers, and skipping any other value.
-// It never reads past `end` and bounds nesting depth, so hostile input is safe.
+// arrays, strings (with escapes) and non-negative integers. It never reads
+// past `end` and has no recursion, so hostile input is safe.
 #ifndef DISTILL_MODEL_JSON_MIN_H
 #define DISTILL_MODEL_JSON_MIN_H
 
@@ -24,8 +24,6 @@ bool dl_json_accept(dl_json *j, char c);
 char *dl_json_string(dl_json *j);
 // Parses a non-negative integer up to 2^53.
 bool dl_json_uint(dl_json *j, uint64_t *out);
-// Skips any value.
-bool dl_json_skip_value(dl_json *j, int depth);
 bool dl_json_fail(dl_json *j, const char *msg);
 size_t dl_json_offset(const dl_json *j);
 
