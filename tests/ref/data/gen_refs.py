@@ -38,6 +38,29 @@ def save_inputs():
     return names
 
 
+def save_format_variants():
+    """The same small picture in every layout the decoders must handle;
+    their references are PIL's convert("RGB") of each file."""
+    im = Image.open(os.path.join(HERE, "in_astronaut.jpg"))
+    variants = {
+        "fmt_progressive.jpg": lambda p: im.save(p, progressive=True, quality=85),
+        "fmt_cmyk.jpg": lambda p: im.convert("CMYK").save(p, quality=90),
+        "fmt_gray.jpg": lambda p: im.convert("L").save(p, quality=90),
+        "fmt_palette.png": lambda p: im.convert("P").save(p),
+        "fmt_gray_alpha.png": lambda p: im.convert("LA").save(p),
+        "fmt_rgba.png": lambda p: im.convert("RGBA").save(p),
+        "fmt_gray1.png": lambda p: im.convert("1").save(p),
+    }
+    for name, save in variants.items():
+        save(os.path.join(HERE, name))
+    # 16-bit gray: PIL opens it as mode I and clips to 255 when converting to
+    # RGB, which destroys the picture; we keep the high byte instead, so the
+    # reference is the 8-bit gray image the 16-bit one was made from.
+    gray = np.asarray(im.convert("L")).astype(np.uint16)
+    Image.fromarray(gray * 257).save(os.path.join(HERE, "fmt_gray16.png"))
+    return list(variants), im.convert("L").convert("RGB")
+
+
 def load(path):
     return Image.open(os.path.join(HERE, path)).convert("RGB")
 
@@ -46,6 +69,7 @@ def main():
     random.seed(4)
     torch.manual_seed(4)
     inputs = save_inputs()
+    variants, gray8 = save_format_variants()
     lines = []
     count = [0]
 
@@ -82,6 +106,10 @@ def main():
         for s in (0.1, 0.77, 2.0):
             emit("blur", src, [s], F.gaussian_blur(im, [9, 9], [s, s]))
         emit("solarize", src, [], F.solarize(im, 128))
+
+    for src in variants:
+        emit("decode", src, [], load(src))
+    emit("decode", "fmt_gray16.png", [], gray8)
 
     # RandomResizedCrop.get_params: record torch's own draws, so the C side can
     # replay them and must land on the same box.
