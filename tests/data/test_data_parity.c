@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "data/augment.h"
 #include "data/augment_ops.h"
 #include "data/crop_params.h"
 #include "data/image.h"
@@ -44,7 +45,7 @@ static op_stats kStats[] = {
     {"decode", 0, 0, 0},     {"eval", 0, 0, 2},       {"resized_crop", 0, 0, 2},
     {"hflip", 0, 0, 0},      {"brightness", 0, 0, 2}, {"contrast", 0, 0, 2},
     {"saturation", 0, 0, 2}, {"hue", 0, 0, 2},        {"grayscale", 0, 0, 0},
-    {"blur", 0, 0, 2},       {"solarize", 0, 0, 0},
+    {"blur", 0, 0, 2},       {"solarize", 0, 0, 0},    {"crop", 0, 0, 2},
 };
 enum { kNumOps = sizeof kStats / sizeof kStats[0] };
 
@@ -57,6 +58,18 @@ static uint8_t *apply_op(const char *op, const dl_image *in, double *p, int *ow,
     uint8_t *out = dl_malloc((size_t)*ow * *oh * 3);
     dl_err err;
     DL_ASSERT(dl_eval_crop_rgb8(in, (int)p[0], (int)p[1], out, &err) == 0);
+    return out;
+  }
+  if (strcmp(op, "crop") == 0) {   // a whole crop with fixed draws
+    dl_crop_draw d = {.kind = DL_CROP_GLOBAL_SECOND, .box = {(int)p[0], (int)p[1], (int)p[2], (int)p[3]},
+                      .flip = (int)p[5], .jitter = (int)p[6],
+                      .jitter_order = {(int)p[7], (int)p[8], (int)p[9], (int)p[10]},
+                      .brightness = (float)p[11], .contrast = (float)p[12], .saturation = (float)p[13],
+                      .hue = (float)p[14], .grayscale = (int)p[15], .blur = (int)p[16],
+                      .blur_sigma = (float)p[17], .solarize = (int)p[18]};
+    *ow = *oh = (int)p[4];
+    uint8_t *out = dl_malloc((size_t)*ow * *oh * 3);
+    dl_crop_apply(in, &d, *ow, out);
     return out;
   }
   if (strcmp(op, "resized_crop") == 0) {
@@ -84,12 +97,12 @@ static void check_pixel_cases(void) {
   if (!f) return;
   char line[1024];
   while (fgets(line, sizeof line, f)) {
-    char *tok[16];
+    char *tok[32];
     int nt = 0;
-    for (char *t = strtok(line, " \n"); t && nt < 16; t = strtok(NULL, " \n")) tok[nt++] = t;
+    for (char *t = strtok(line, " \n"); t && nt < 32; t = strtok(NULL, " \n")) tok[nt++] = t;
     if (nt < 3) continue;
-    double p[8] = {0};
-    for (int i = 2; i < nt - 1 && i - 2 < 8; i++) p[i - 2] = strtod(tok[i], NULL);
+    double p[24] = {0};
+    for (int i = 2; i < nt - 1 && i - 2 < 24; i++) p[i - 2] = strtod(tok[i], NULL);
     dl_image in, ref;
     load(tok[1], &in);
     load(tok[nt - 1], &ref);

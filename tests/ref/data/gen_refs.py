@@ -68,6 +68,9 @@ def load(path):
 def main():
     random.seed(4)
     torch.manual_seed(4)
+    for old in os.listdir(HERE):  # numbering may shift: no stale references
+        if old.startswith("ref_") and old.endswith(".png"):
+            os.remove(os.path.join(HERE, old))
     inputs = save_inputs()
     variants, gray8 = save_format_variants()
     lines = []
@@ -106,6 +109,33 @@ def main():
         for s in (0.1, 0.77, 2.0):
             emit("blur", src, [s], F.gaussian_blur(im, [9, 9], [s, s]))
         emit("solarize", src, [], F.solarize(im, 128))
+
+    # Whole crops: every op in DINOv2's order (crop+resize, flip, jitter in a
+    # given order, grayscale, blur, solarize) with fixed parameters.
+    ops = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]
+    composed = [
+        # top left h w size flip jitter order(4) b c s h gray blur sigma solarize
+        (5, 9, 70, 80, 64, 1, 1, 3, 0, 2, 1, 1.31, 0.72, 1.15, -0.06, 0, 1, 1.3, 1),
+        (0, 0, 90, 120, 48, 0, 1, 1, 2, 0, 3, 0.64, 1.22, 0.83, 0.09, 1, 0, 0.5, 0),
+        (20, 30, 40, 33, 56, 1, 0, 0, 1, 2, 3, 1.0, 1.0, 1.0, 0.0, 0, 1, 0.2, 1),
+    ]
+    for c in composed:
+        top, left, h, w, size, flip, jitter = c[:7]
+        order, factors = c[7:11], c[11:15]
+        gray, blur, sigma, solarize = c[15:19]
+        img = F.resized_crop(load("in_chelsea.jpg"), top, left, h, w, [size, size], T.InterpolationMode.BICUBIC)
+        if flip:
+            img = F.hflip(img)
+        if jitter:
+            for k in order:
+                img = ops[k](img, factors[k])
+        if gray:
+            img = F.rgb_to_grayscale(img, num_output_channels=3)
+        if blur:
+            img = F.gaussian_blur(img, [9, 9], [sigma, sigma])
+        if solarize:
+            img = F.solarize(img, 128)
+        emit("crop", "in_chelsea.jpg", list(c), img)
 
     for src in variants:
         emit("decode", src, [], load(src))
