@@ -30,18 +30,25 @@ void dl_gaussian_blur_rgb8(uint8_t *rgb, int width, int height, int kernel_size,
 
   size_t n = (size_t)width * height * 3;
   float *tmp = dl_malloc(sizeof(float) * n);
-  for (int y = 0; y < height; y++) {   // horizontal pass, into floats
+  // Horizontal pass through a reflect-padded copy of each row, so the inner
+  // loop has no index arithmetic and vectorizes across pixels and channels.
+  float *padded = dl_malloc(sizeof(float) * (size_t)(width + 2 * half) * 3);
+  for (int y = 0; y < height; y++) {
     const uint8_t *row = rgb + (size_t)y * width * 3;
+    for (int x = -half; x < width + half; x++) {
+      const uint8_t *p = row + 3 * reflect_index(x, width);
+      float *q = padded + 3 * (x + half);
+      q[0] = p[0], q[1] = p[1], q[2] = p[2];
+    }
     float *out = tmp + (size_t)y * width * 3;
-    for (int x = 0; x < width; x++) {
-      float acc[3] = {0, 0, 0};
-      for (int k = 0; k < kernel_size; k++) {
-        const uint8_t *p = row + 3 * reflect_index(x + k - half, width);
-        acc[0] += kernel[k] * p[0], acc[1] += kernel[k] * p[1], acc[2] += kernel[k] * p[2];
-      }
-      out[3 * x] = acc[0], out[3 * x + 1] = acc[1], out[3 * x + 2] = acc[2];
+    for (int i = 0; i < width * 3; i++) out[i] = 0;
+    for (int k = 0; k < kernel_size; k++) {
+      const float *src = padded + 3 * k;
+      float kk = kernel[k];
+      for (int i = 0; i < width * 3; i++) out[i] += kk * src[i];
     }
   }
+  free(padded);
   float *acc = dl_malloc(sizeof(float) * (size_t)width * 3);
   for (int y = 0; y < height; y++) {   // vertical pass, rounded to 8 bits
     for (int i = 0; i < width * 3; i++) acc[i] = 0;

@@ -68,7 +68,9 @@ static void rgb_to_hsv_u8(const uint8_t *p, uint8_t *hsv) {
   if (r == maxc) h = bc - gc;
   else if (g == maxc) h = 2.0f + rc - bc;
   else h = 4.0f + gc - rc;
-  h = (float)fmod(h / 6.0 + 1.0, 1.0);
+  // fmod(h / 6 + 1, 1) without the call: the argument lies in [0, 2).
+  double wrapped = h / 6.0 + 1.0;
+  h = (float)(wrapped >= 1.0 ? wrapped - 1.0 : wrapped);
   hsv[0] = clip_u8((int)(h * 255.0));
   hsv[1] = clip_u8((int)(s * 255.0));
 }
