@@ -109,8 +109,24 @@ static int parse_crops(const parse_ctx *c, const char *key, const yaml_node_t *v
 
 typedef int (*section_parser)(const parse_ctx *, const char *, const yaml_node_t *, dl_recipe *);
 
+// libyaml keeps both copies of a repeated key; a repeat is refused so that
+// which value wins is never a surprise.
+static int check_unique_keys(const parse_ctx *c, const yaml_node_t *m, const char *where) {
+  for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
+    yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
+    if (!k || k->type != YAML_SCALAR_NODE) continue;
+    for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < p; q++) {
+      yaml_node_t *e = yaml_document_get_node(c->doc, q->key);
+      if (e && e->type == YAML_SCALAR_NODE && strcmp(scalar(e), scalar(k)) == 0)
+        return fail_at(c, k, "key '%s' repeated in %s", scalar(k), where);
+    }
+  }
+  return 0;
+}
+
 static int parse_section(const parse_ctx *c, const char *section, const yaml_node_t *m, section_parser fn, dl_recipe *r) {
   if (m->type != YAML_MAPPING_NODE) return fail_at(c, m, "section %s: expected a mapping%s", section, "");
+  if (check_unique_keys(c, m, section) != 0) return -1;
   for (yaml_node_pair_t *p = m->data.mapping.pairs.start; p < m->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node(c->doc, p->key), *v = yaml_document_get_node(c->doc, p->value);
     if (!k || !v || k->type != YAML_SCALAR_NODE) return fail_at(c, m, "section %s: keys must be names%s", section, "");
@@ -123,6 +139,7 @@ static int parse_root(const parse_ctx *c, dl_recipe *r) {
   yaml_node_t *root = yaml_document_get_root_node(c->doc);
   if (!root) return dl_fail(c->err, "%s: empty recipe", c->name);
   if (root->type != YAML_MAPPING_NODE) return fail_at(c, root, "expected sections (data, crops)%s%s", "", "");
+  if (check_unique_keys(c, root, "the recipe") != 0) return -1;
   int have_data = 0;
   for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node(c->doc, p->key), *v = yaml_document_get_node(c->doc, p->value);

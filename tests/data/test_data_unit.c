@@ -252,6 +252,8 @@ static void check_recipe(void) {
       {"crops:\n  local_count: 2\n", "r.yaml: data.dataset is required"},
       {"data: [1, 2\n", "r.yaml:2: YAML error"},
       {"", "r.yaml: empty recipe"},
+      {"data:\n  dataset: folder:/x\n  seed: 1\n  seed: 2\n", "r.yaml:4: key 'seed' repeated in data"},
+      {"data:\n  dataset: folder:/x\ndata:\n  seed: 2\n", "r.yaml:3: key 'data' repeated in the recipe"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     err.msg[0] = 0;
