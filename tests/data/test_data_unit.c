@@ -240,6 +240,11 @@ static void check_recipe(void) {
   int rc = dl_recipe_load(path, &r, &err);
   CHECK(rc == 0 && strncmp(r.dataset, "idx:", 4) == 0 && r.crops.global_count == 2 && r.crops.local_count == 8,
         "recipes/demo.yaml loads (%s)", rc == 0 ? r.dataset : err.msg);
+  snprintf(path, sizeof path, "%s/recipes/dinov2.yaml", DISTILL_SOURCE_DIR);
+  rc = dl_recipe_load(path, &r, &err);
+  CHECK(rc == 0 && r.crops.global_size == 224 && r.crops.local_size == 98 && r.crops.global_scale_lo == 0.32 &&
+            r.crops.local_scale_hi == 0.32 && r.crops.local_count == 8,
+        "recipes/dinov2.yaml loads with DINOv2's crops (2 x 224 at 0.32-1, 8 x 98 at 0.05-0.32)");
   rc = parse_text("data:\n  dataset: folder:/x\n", &r, &err);
   CHECK(rc == 0 && r.block_size == 32 && r.crops.global_size == 224 && r.crops.local_scale_hi == 0.32,
         "defaults: block 32, DINOv2 crops");
