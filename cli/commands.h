@@ -5,5 +5,6 @@
 
 int cmd_embed(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
+int cmd_preview(int argc, char **argv);
 
 #endif

@@ -13,6 +13,7 @@ typedef struct subcommand {
 static const subcommand kSubcommands[] = {
     {"embed", cmd_embed, "features of images or tensors with a DINOv2 backbone"},
     {"inspect", cmd_inspect, "what a weights or checkpoint file holds"},
+    {"preview", cmd_preview, "a PNG of a recipe's samples and their augmented crops"},
 };
 enum { kNumSubcommands = sizeof kSubcommands / sizeof kSubcommands[0] };
 

@@ -7,4 +7,5 @@ DISTILL_DEBIAN_PACKAGES=(
   libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev
   python3-numpy python3-torch python3-torchvision
   dataset-fashion-mnist
+  python3-pil python3-skimage
 )
