@@ -14,6 +14,22 @@ dl_loss_weights dl_loss_weights_default(void) {
                            .feat_l1 = 0.1f};
 }
 
+// out[j] = sum over rows of x[r, j]: each thread owns a block of columns and
+// walks the rows (contiguous within the block).
+static void column_sums(float *out, const float *x, int rows, int cols) {
+  const int blk = 256, nblk = (cols + blk - 1) / blk;
+#pragma omp parallel for schedule(static)
+  for (int bi = 0; bi < nblk; bi++) {
+    const int j0 = bi * blk, j1 = j0 + blk < cols ? j0 + blk : cols;
+    for (int j = j0; j < j1; j++) out[j] = 0.0f;
+    for (int r = 0; r < rows; r++) {
+      const float *xr = x + (size_t)r * cols;
+#pragma omp simd
+      for (int j = j0; j < j1; j++) out[j] += xr[j];
+    }
+  }
+}
+
 void dl_sinkhorn_knopp(float *q, const float *logits, int b, int k, float temp, int iters,
                        const dl_reduce *red, float *scratch) {
   const size_t n = (size_t)b * k;
@@ -33,9 +49,7 @@ void dl_sinkhorn_knopp(float *q, const float *logits, int b, int k, float temp, 
   for (size_t i = 0; i < n; i++) q[i] /= sum_q;
   for (int it = 0; it < iters; it++) {
     // Per prototype: the sum over every rank's samples.
-    memset(scratch, 0, (size_t)k * sizeof(float));
-    for (int r = 0; r < b; r++)
-      for (int j = 0; j < k; j++) scratch[j] += q[(size_t)r * k + j];
+    column_sums(scratch, q, b, k);
     dl_reduce_all(red, scratch, (size_t)k, DL_REDUCE_SUM);
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < b; r++) {
@@ -77,9 +91,7 @@ void dl_softmax_center(float *probs, const float *logits, const float *center, i
 
 void dl_center_update(float *center, const float *logits, int b, int k, float momentum, const dl_reduce *red,
                       float *scratch) {
-  memset(scratch, 0, (size_t)(k + 1) * sizeof(float));
-  for (int r = 0; r < b; r++)
-    for (int j = 0; j < k; j++) scratch[j] += logits[(size_t)r * k + j];
+  column_sums(scratch, logits, b, k);
   scratch[k] = (float)b;
   dl_reduce_all(red, scratch, (size_t)k + 1, DL_REDUCE_SUM);
   for (int j = 0; j < k; j++) center[j] = center[j] * momentum + scratch[j] / scratch[k] * (1.0f - momentum);
