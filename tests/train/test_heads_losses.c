@@ -92,6 +92,35 @@ static void check_targets(const dl_safetensors *st, const dl_safetensors *gen) {
   free(center); free(q); free(scratch); free(logits);
 }
 
+// Two ranks holding the same rows: every cross-rank sum doubles, the
+// maximum stays. Sinkhorn-Knopp must then equal one rank holding the rows
+// twice, and the center update (a mean) must not change.
+static void twin_ranks(float *data, size_t n, dl_reduce_op op, void *ctx) {
+  (void)ctx;
+  if (op == DL_REDUCE_SUM)
+    for (size_t i = 0; i < n; i++) data[i] *= 2.0f;
+}
+
+static void check_reduction(const dl_safetensors *gen) {
+  const int b = 16, K = 1000;
+  float *logits = ref_read(gen, "sk.scaled_logits", NULL);
+  float *twice = malloc((size_t)2 * b * K * sizeof(float)), *q2 = malloc((size_t)2 * b * K * sizeof(float));
+  float *q = malloc((size_t)b * K * sizeof(float)), *scratch = malloc((size_t)(K + 1) * sizeof(float));
+  memcpy(twice, logits, (size_t)b * K * sizeof(float));
+  memcpy(twice + (size_t)b * K, logits, (size_t)b * K * sizeof(float));
+  dl_reduce red = {twin_ranks, NULL};
+  dl_sinkhorn_knopp(q, logits, b, K, 0.04f, 3, &red, scratch);
+  dl_sinkhorn_knopp(q2, twice, 2 * b, K, 0.04f, 3, NULL, scratch);
+  double e = dl_rel_err(q, q2, (size_t)b * K);
+  CHECK(e < 1e-5, "Sinkhorn-Knopp through a 2-rank reduction equals one rank with the rows twice (%.2g)", e);
+  float c1[1000] = {0}, c2[1000] = {0};
+  dl_center_update(c1, logits, b, K, 0.9f, &red, scratch);
+  dl_center_update(c2, logits, b, K, 0.9f, NULL, scratch);
+  e = dl_rel_err(c1, c2, (size_t)K);
+  CHECK(e < 1e-6, "center update through a 2-rank reduction: same mean (%.2g)", e);
+  free(logits); free(twice); free(q2); free(q); free(scratch);
+}
+
 static float ref_scalar(const dl_safetensors *st, const char *name) {
   float *v = ref_read(st, name, NULL), r = v ? v[0] : 0.0f;
   free(v);
@@ -154,6 +183,7 @@ int main(int argc, char **argv) {
   check_head(&st);
   check_targets(&st, &gen);
   check_losses(&st, &gen);
+  check_reduction(&gen);
   dl_st_close(&gen);
   dl_st_close(&st);
   return dl_test_summary("test_heads_losses");
