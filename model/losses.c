@@ -97,6 +97,16 @@ void dl_center_update(float *center, const float *logits, int b, int k, float mo
   for (int j = 0; j < k; j++) center[j] = center[j] * momentum + scratch[j] / scratch[k] * (1.0f - momentum);
 }
 
+// log sum_j exp(s_j / T), stable (the row maximum first).
+static float log_sum_exp(const float *s, int k, float inv_t) {
+  float mx = s[0] * inv_t, sum = 0.0f;
+#pragma omp simd reduction(max : mx)
+  for (int j = 1; j < k; j++) mx = s[j] * inv_t > mx ? s[j] * inv_t : mx;
+#pragma omp simd reduction(+ : sum)
+  for (int j = 0; j < k; j++) sum += dl_fast_expf(s[j] * inv_t - mx);
+  return mx + logf(sum);
+}
+
 int dl_dino_pairs(int ns, int nt, bool skip_same) {
   int pairs = ns * nt;
   if (skip_same) pairs -= ns < nt ? ns : nt;
@@ -116,11 +126,7 @@ float dl_dino_loss(const float *student, const float *teacher, int ns, int nt, i
     float *g = d_student ? d_student + (size_t)row * k : NULL;
     // The loss needs log-sum-exp and a dot product per pair; the gradient
     // row first collects -sum_t t, then gets the softmax term.
-    float mx = sr[0] * inv_t;
-    for (int j = 1; j < k; j++) mx = sr[j] * inv_t > mx ? sr[j] * inv_t : mx;
-    float sum = 0.0f;
-    for (int j = 0; j < k; j++) sum += dl_fast_expf(sr[j] * inv_t - mx);
-    const float lse = mx + logf(sum);
+    const float lse = log_sum_exp(sr, k, inv_t);
     if (g)
       for (int j = 0; j < k; j++) g[j] = 0.0f;
     float tsum_all = 0.0f;
@@ -128,6 +134,7 @@ float dl_dino_loss(const float *student, const float *teacher, int ns, int nt, i
       if (skip_same && s == t) continue;
       const float *tr = teacher + ((size_t)t * b + i) * k;
       float dot = 0.0f, tsum = 0.0f;
+#pragma omp simd reduction(+ : dot, tsum)
       for (int j = 0; j < k; j++) {
         dot += tr[j] * (sr[j] * inv_t - lse);
         tsum += tr[j];
@@ -135,11 +142,13 @@ float dl_dino_loss(const float *student, const float *teacher, int ns, int nt, i
       total -= (double)dot / b;
       tsum_all += tsum;
       if (g)
+#pragma omp simd
         for (int j = 0; j < k; j++) g[j] -= tr[j];
     }
     if (g) {
       // d/ds of -sum_t t . log_softmax(s / T) = (softmax * sum(t) - t) / T.
       const float c = scale * inv_t / (float)b;
+#pragma omp simd
       for (int j = 0; j < k; j++) {
         const float p = dl_fast_expf(sr[j] * inv_t - lse);
         g[j] = c * (p * tsum_all + g[j]);
@@ -168,12 +177,9 @@ float dl_ibot_loss(const float *student, const float *teacher, const float *weig
 #pragma omp parallel for reduction(+ : total) schedule(static)
   for (int r = 0; r < m; r++) {
     const float *sr = student + (size_t)r * k, *tr = teacher + (size_t)r * k;
-    float mx = sr[0] * inv_t;
-    for (int j = 1; j < k; j++) mx = sr[j] * inv_t > mx ? sr[j] * inv_t : mx;
-    float sum = 0.0f;
-    for (int j = 0; j < k; j++) sum += dl_fast_expf(sr[j] * inv_t - mx);
-    const float lse = mx + logf(sum);
+    const float lse = log_sum_exp(sr, k, inv_t);
     float dot = 0.0f, tsum = 0.0f;
+#pragma omp simd reduction(+ : dot, tsum)
     for (int j = 0; j < k; j++) {
       dot += tr[j] * (sr[j] * inv_t - lse);
       tsum += tr[j];
@@ -182,6 +188,7 @@ float dl_ibot_loss(const float *student, const float *teacher, const float *weig
     if (d_student) {
       float *g = d_student + (size_t)r * k;
       const float c = scale * weights[r] * inv_t / (float)n_crops;
+#pragma omp simd
       for (int j = 0; j < k; j++) g[j] = c * (dl_fast_expf(sr[j] * inv_t - lse) * tsum - tr[j]);
     }
   }
