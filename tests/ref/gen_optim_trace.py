@@ -56,6 +56,10 @@ class DINOHead(nn.Module):
         self.last_layer = nn.utils.weight_norm(nn.Linear(bottleneck_dim, out_dim, bias=False))
         self.last_layer.weight_g.data.fill_(1)
 
+    def forward(self, x):
+        x = nn.functional.normalize(self.mlp(x), dim=-1, p=2, eps=1e-12)
+        return self.last_layer(x)
+
 
 def lr_multiplier(module, name):
     # get_vit_lr_decay_rate: embeddings layer 0, block i layer i + 1, the
