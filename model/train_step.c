@@ -1,0 +1,207 @@
+#include "model/train_step.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+
+static float *falloc(size_t n) {
+  float *p = dl_aligned_alloc((n ? n : 1) * sizeof(float));
+  memset(p, 0, (n ? n : 1) * sizeof(float));
+  return p;
+}
+
+static int check_config(const dl_vit *s, const dl_train_config *c, const dl_head *td, const dl_head *ti,
+                        dl_err *err) {
+  const int p = s->cfg.patch;
+  if (c->batch <= 0 || c->global_crops <= 0 || c->local_crops < 0)
+    return dl_fail(err, "training: batch %d, %d global and %d local crops", c->batch, c->global_crops, c->local_crops);
+  if (c->global_size % p || (c->local_crops && c->local_size % p))
+    return dl_fail(err, "training: crop sizes %d and %d are not multiples of the patch size %d", c->global_size,
+                   c->local_size, p);
+  if (c->mode == DL_TRAIN_FEATURES) return c->teacher_dim > 0 ? 0 : dl_fail(err, "training: teacher_dim not set");
+  const dl_head_config *h[2] = {&c->dino_head, &c->ibot_head};
+  const dl_head *t[2] = {td, ti};
+  for (int k = 0; k < 2; k++) {
+    if (h[k]->in_dim != s->cfg.dim || h[k]->prototypes <= 0)
+      return dl_fail(err, "training: head %d takes %d features (student: %d) with %d prototypes", k, h[k]->in_dim,
+                     s->cfg.dim, h[k]->prototypes);
+    if (!t[k] || t[k]->cfg.prototypes != h[k]->prototypes)
+      return dl_fail(err, "training: the teacher's head %d must have the student head's %d prototypes", k,
+                     h[k]->prototypes);
+  }
+  return 0;
+}
+
+int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, const dl_head *teacher_dino,
+                    const dl_head *teacher_ibot, unsigned long long seed, dl_err *err) {
+  memset(t, 0, sizeof *t);
+  if (check_config(student, cfg, teacher_dino, teacher_ibot, err)) return -1;
+  t->cfg = *cfg;
+  t->student = student;
+  t->teacher_last[0] = teacher_dino;
+  t->teacher_last[1] = teacher_ibot;
+  const int D = student->cfg.dim, G = cfg->global_crops, L = cfg->local_crops, B = cfg->batch;
+  const int g = cfg->global_size / student->cfg.patch;
+  t->patches = g * g;
+  if (cfg->mode == DL_TRAIN_PROTOTYPES) {
+    dl_head_init(&t->heads[0], &cfg->dino_head);
+    dl_head_init(&t->heads[1], &cfg->ibot_head);
+  } else {
+    dl_head_config a = {.in_dim = D, .hidden_dim = cfg->teacher_dim, .out_dim = cfg->teacher_dim, .nlayers = 2};
+    dl_head_init(&t->heads[0], &a);
+    dl_head_init(&t->heads[1], &a);
+  }
+  dl_head_init_random(&t->heads[0], seed);
+  dl_head_init_random(&t->heads[1], seed + 1);
+  dl_optim_module_init(&t->mods[0], &student->layout, student->params, student->cfg.depth, &cfg->adamw);
+  for (int k = 0; k < 2; k++)
+    dl_optim_module_init(&t->mods[k + 1], &t->heads[k].layout, t->heads[k].params, student->cfg.depth, &cfg->adamw);
+  const size_t rows_cls = (size_t)(G + L) * B, rows_patch = (size_t)G * B * t->patches;
+  const size_t K0 = (size_t)dl_head_out_dim(&t->heads[0], DL_HEAD_FULL);
+  const size_t K1 = (size_t)dl_head_out_dim(&t->heads[1], DL_HEAD_FULL);
+  t->cls_all = falloc(rows_cls * D);
+  t->d_cls_all = falloc(rows_cls * D);
+  t->patch_g = falloc(rows_patch * D);
+  t->d_patch_g = falloc(rows_patch * D);
+  t->out_cls = falloc(rows_cls * K0);
+  t->d_out_cls = falloc(rows_cls * K0);
+  t->out_patch = falloc(rows_patch * K1);
+  t->d_out_patch = falloc(rows_patch * K1);
+  t->t_cls = falloc(rows_cls * K0);
+  t->t_patch = falloc(rows_patch * K1);
+  t->center[0] = falloc(K0);
+  t->center[1] = falloc(K1);
+  const size_t kmax = K0 > K1 ? K0 : K1;
+  t->scratch = falloc(2 * kmax + 2 + 2 * (size_t)B * D + 2 * (size_t)B);
+  t->ibot_w = falloc(rows_patch);
+  dl_ibot_weights(t->ibot_w, NULL, G * B, t->patches);
+  t->koleo_idx = dl_calloc((size_t)B, sizeof(int));
+  return 0;
+}
+
+void dl_trainer_free(dl_trainer *t) {
+  for (int k = 0; k < 3; k++) dl_optim_module_free(&t->mods[k]);
+  for (int k = 0; k < 2; k++) {
+    dl_head_free(&t->heads[k]);
+    dl_head_ws_free(&t->head_ws[k]);
+    dl_head_ws_free(&t->teacher_ws[k]);
+    free(t->center[k]);
+  }
+  dl_vit_train_ws_free(&t->ws_global);
+  dl_vit_train_ws_free(&t->ws_local);
+  float *bufs[] = {t->cls_all, t->d_cls_all, t->patch_g, t->d_patch_g, t->out_cls, t->d_out_cls,
+                   t->out_patch, t->d_out_patch, t->t_cls, t->t_patch, t->scratch, t->ibot_w};
+  for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+  free(t->koleo_idx);
+  memset(t, 0, sizeof *t);
+}
+
+static int student_forward(dl_trainer *t, const dl_train_batch *b, dl_err *err) {
+  const dl_train_config *c = &t->cfg;
+  const int D = t->student->cfg.dim, GB = c->global_crops * c->batch, LB = c->local_crops * c->batch;
+  dl_vit_outputs og = {t->cls_all, NULL, t->patch_g, NULL};
+  if (dl_vit_forward_train(t->student, b->global_images, GB, c->global_size, c->global_size, NULL, &t->ws_global,
+                           &og, err))
+    return -1;
+  if (LB == 0) return 0;
+  dl_vit_outputs ol = {t->cls_all + (size_t)GB * D, NULL, NULL, NULL};
+  return dl_vit_forward_train(t->student, b->local_images, LB, c->local_size, c->local_size, NULL, &t->ws_local,
+                              &ol, err);
+}
+
+// Teacher logits (its frozen last layer on its bottlenecks) -> targets, in place.
+static void teacher_targets(dl_trainer *t, int k, const float *bottleneck, float *out, int rows, float temp) {
+  const dl_head *h = t->teacher_last[k];
+  const int K = h->cfg.prototypes;
+  dl_head_forward(h, DL_HEAD_LAST_LAYER, bottleneck, rows, out, &t->teacher_ws[k]);
+  if (t->cfg.sinkhorn) {
+    dl_sinkhorn_knopp(out, out, rows, K, temp, t->cfg.sk_iters, &t->cfg.reduce, t->scratch);
+    return;
+  }
+  // Softmax with the current center, then the center moves towards this batch.
+  float *prev = t->scratch + K + 1;
+  memcpy(prev, t->center[k], (size_t)K * sizeof(float));
+  dl_center_update(t->center[k], out, rows, K, t->cfg.center_momentum, &t->cfg.reduce, t->scratch);
+  dl_softmax_center(out, out, prev, rows, K, temp);
+}
+
+static void prototype_losses(dl_trainer *t, const dl_train_batch *b, float temp, dl_step_report *r) {
+  const dl_train_config *c = &t->cfg;
+  const int G = c->global_crops, L = c->local_crops, B = c->batch, D = t->student->cfg.dim;
+  const int rows_cls = (G + L) * B, rows_patch = G * B * t->patches;
+  const int K0 = t->heads[0].cfg.prototypes, K1 = t->heads[1].cfg.prototypes;
+  dl_head_forward(&t->heads[0], DL_HEAD_FULL, t->cls_all, rows_cls, t->out_cls, &t->head_ws[0]);
+  dl_head_forward(&t->heads[1], DL_HEAD_FULL, t->patch_g, rows_patch, t->out_patch, &t->head_ws[1]);
+  teacher_targets(t, 0, b->teacher_cls, t->t_cls, G * B, temp);
+  teacher_targets(t, 1, b->teacher_patch, t->t_patch, rows_patch, temp);
+  const int pairs = dl_dino_pairs(G + L, G, true);
+  r->dino = dl_dino_loss(t->out_cls, t->t_cls, G + L, G, B, K0, c->student_temp, true, c->weights.dino / pairs,
+                         t->d_out_cls);
+  r->ibot = dl_ibot_loss(t->out_patch, t->t_patch, t->ibot_w, rows_patch, K1, G * B, c->student_temp,
+                         c->weights.ibot, t->d_out_patch);
+  dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls, t->mods[1].grads, t->d_cls_all);
+  dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch, t->mods[2].grads, t->d_patch_g);
+  // KoLeo on each global crop's backbone CLS, summed over the crops.
+  float *kgrad = t->scratch + 2 * (size_t)(K0 > K1 ? K0 : K1) + 2, *kscratch = kgrad + (size_t)B * D;
+  r->koleo = 0.0f;
+  for (int g = 0; g < G && c->weights.koleo != 0.0f; g++) {
+    float *cls = t->cls_all + (size_t)g * B * D, *dcls = t->d_cls_all + (size_t)g * B * D;
+    r->koleo += dl_koleo_loss(cls, B, D, c->weights.koleo, kgrad, kscratch, t->koleo_idx);
+    for (size_t i = 0; i < (size_t)B * D; i++) dcls[i] += kgrad[i];
+  }
+}
+
+static void feature_losses(dl_trainer *t, const dl_train_batch *b, dl_step_report *r) {
+  const dl_train_config *c = &t->cfg;
+  const int G = c->global_crops, L = c->local_crops, B = c->batch, Dt = c->teacher_dim;
+  const int rows_cls = (G + L) * B, rows_patch = G * B * t->patches;
+  dl_head_forward(&t->heads[0], DL_HEAD_FULL, t->cls_all, rows_cls, t->out_cls, &t->head_ws[0]);
+  dl_head_forward(&t->heads[1], DL_HEAD_FULL, t->patch_g, rows_patch, t->out_patch, &t->head_ws[1]);
+  // CLS: each global crop to the teacher's same crop, each local crop to
+  // every teacher global crop; the mean over those pairs.
+  const int pairs = G + L * G;
+  float *tmp = t->t_cls;
+  memset(t->d_out_cls, 0, (size_t)rows_cls * Dt * sizeof(float));
+  r->feat_cls = 0.0f;
+  for (int s = 0; s < G + L; s++)
+    for (int g = 0; g < G; g++) {
+      if (s < G && s != g) continue;
+      const size_t so = (size_t)s * B * Dt, to = (size_t)g * B * Dt;
+      r->feat_cls += dl_cosine_loss(t->out_cls + so, b->teacher_cls + to, B, Dt, c->weights.feat_cls / pairs, tmp);
+      for (size_t i = 0; i < (size_t)B * Dt; i++) t->d_out_cls[so + i] += tmp[i];
+    }
+  const size_t np = (size_t)rows_patch * Dt;
+  r->feat_cos = dl_cosine_loss(t->out_patch, b->teacher_patch, rows_patch, Dt, c->weights.feat_cos, t->d_out_patch);
+  r->feat_l1 = dl_smooth_l1_loss(t->out_patch, b->teacher_patch, np, 1.0f, c->weights.feat_l1, t->t_patch);
+  for (size_t i = 0; i < np; i++) t->d_out_patch[i] += t->t_patch[i];
+  dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls, t->mods[1].grads, t->d_cls_all);
+  dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch, t->mods[2].grads, t->d_patch_g);
+}
+
+int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *r, dl_err *err) {
+  const dl_train_config *c = &t->cfg;
+  const dl_train_schedules *s = &c->sched;
+  memset(r, 0, sizeof *r);
+  r->lr = dl_schedule_at(&s->lr, t->step);
+  r->wd = dl_schedule_at(&s->wd, t->step);
+  r->momentum = dl_schedule_at(&s->momentum, t->step);
+  r->teacher_temp = dl_schedule_at(&s->teacher_temp, t->step);
+  if (student_forward(t, batch, err)) return -1;
+  for (int k = 0; k < 3; k++) dl_optim_zero_grad(&t->mods[k]);
+  if (c->mode == DL_TRAIN_PROTOTYPES) prototype_losses(t, batch, (float)r->teacher_temp, r);
+  else feature_losses(t, batch, r);
+  r->total = r->dino + r->ibot + r->koleo + r->feat_cls + r->feat_cos + r->feat_l1;
+  const int D = t->student->cfg.dim, GB = c->global_crops * c->batch;
+  dl_vit_backward(t->student, &t->ws_global, t->d_cls_all, NULL, t->d_patch_g, t->mods[0].grads, NULL);
+  if (c->local_crops)
+    dl_vit_backward(t->student, &t->ws_local, t->d_cls_all + (size_t)GB * D, NULL, NULL, t->mods[0].grads, NULL);
+  const double last_lr = dl_schedule_at(&s->last_layer_lr, t->step);
+  for (int k = 0; k < 3; k++) {
+    r->grad_norm[k] = c->adamw.clip > 0.0f ? dl_clip_grad_norm(&t->mods[k], c->adamw.clip) : 0.0;
+    dl_adamw_step(&t->mods[k], &c->adamw, t->step + 1, r->lr, r->wd, last_lr);
+    dl_ema_update(&t->mods[k], r->momentum);
+  }
+  t->step++;
+  return 0;
+}

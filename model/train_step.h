@@ -1,0 +1,79 @@
+// One distillation training step on the CPU, DESIGN.md section 6: the
+// student's forward and backward passes over the global and local crops,
+// its heads, the losses against the teacher's targets, clipping, AdamW and
+// the EMA. The teacher is not run here: a step receives what the teacher
+// sends (normalized bottlenecks in prototypes mode, features in features
+// mode) and, in prototypes mode, applies the teacher's frozen last layers.
+#ifndef DISTILL_MODEL_TRAIN_STEP_H
+#define DISTILL_MODEL_TRAIN_STEP_H
+
+#include <stdbool.h>
+
+#include "model/heads.h"
+#include "model/losses.h"
+#include "model/optim.h"
+#include "model/schedules.h"
+#include "model/vit_train.h"
+
+typedef enum dl_train_mode { DL_TRAIN_PROTOTYPES, DL_TRAIN_FEATURES } dl_train_mode;
+
+typedef struct dl_train_config {
+  dl_train_mode mode;
+  int batch;                       // images per rank
+  int global_crops, local_crops;   // 2 and 8
+  int global_size, local_size;     // 224 (518 late) and 98
+  dl_loss_weights weights;
+  float student_temp;              // 0.1
+  bool sinkhorn;                   // Sinkhorn-Knopp targets, else softmax centering
+  float center_momentum;           // 0.9
+  int sk_iters;                    // 3
+  dl_head_config dino_head, ibot_head;       // prototypes mode: the student's heads
+  int teacher_dim;                 // features mode: the adaptors' output width
+  dl_adamw_config adamw;
+  dl_train_schedules sched;
+  dl_reduce reduce;                // data-parallel sums (fn NULL: one rank)
+} dl_train_config;
+
+// What the teacher sends for one batch, crop-major (crop c, image i at row
+// c * batch + i).
+typedef struct dl_train_batch {
+  const float *global_images;  // [G * batch, 3, global_size, global_size]
+  const float *local_images;   // [L * batch, 3, local_size, local_size] (NULL when L == 0)
+  const float *teacher_cls;    // prototypes: [G * batch, bottleneck]; features: [G * batch, teacher_dim]
+  const float *teacher_patch;  // [G * batch * P, same width]
+} dl_train_batch;
+
+typedef struct dl_step_report {
+  float total, dino, ibot, koleo, feat_cls, feat_cos, feat_l1;  // weighted terms, total their sum
+  double grad_norm[3];  // before clipping: backbone, head 0, head 1
+  double lr, wd, momentum, teacher_temp;
+} dl_step_report;
+
+typedef struct dl_trainer {
+  dl_train_config cfg;
+  dl_vit *student;                         // not owned; its params are trained in place
+  dl_head heads[2];                        // DINO + iBOT heads, or CLS + patch adaptors
+  const dl_head *teacher_last[2];          // prototypes: the teacher's DINO and iBOT heads (frozen)
+  dl_optim_module mods[3];                 // backbone, heads[0], heads[1]
+  dl_vit_train_ws ws_global, ws_local;
+  dl_head_ws head_ws[2], teacher_ws[2];
+  long step;
+  int patches;                             // patch tokens per global crop
+  float *cls_all, *patch_g, *d_cls_all, *d_patch_g;  // backbone outputs and their gradients
+  float *out_cls, *out_patch, *d_out_cls, *d_out_patch;  // head outputs and gradients
+  float *t_cls, *t_patch;                  // teacher targets (probabilities or features)
+  float *center[2], *scratch, *ibot_w;
+  int *koleo_idx;
+} dl_trainer;
+
+// Heads are created with DINOv2's initialization (seeded); the EMA starts
+// as a copy of every parameter.
+int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, const dl_head *teacher_dino,
+                    const dl_head *teacher_ibot, unsigned long long seed, dl_err *err);
+void dl_trainer_free(dl_trainer *t);
+
+// One step at t->step (then incremented): schedules, forward, losses,
+// backward, clipping, AdamW, EMA (and the centers in centering mode).
+int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *report, dl_err *err);
+
+#endif
