@@ -78,6 +78,7 @@ void dl_adamw_step(dl_optim_module *mod, const dl_adamw_config *cfg, long step, 
   for (int i = 0; i < mod->layout->count; i++) {
     const dl_param_entry *e = &mod->layout->entries[i];
     const dl_param_group *g = &mod->groups[i];
+    if (g->frozen) continue;
     const double lr_i = (g->is_last_layer ? last_layer_lr : lr) * g->lr_mult;
     const double wd_i = wd * g->wd_mult;
     // The scalars as torch forms them (Python doubles), then float math.

@@ -23,6 +23,9 @@ dl_adamw_config dl_adamw_config_default(void);
 typedef struct dl_param_group {
   float lr_mult, wd_mult;
   bool is_last_layer;
+  // Takes no part in the loss (mask_token when nothing is masked): PyTorch's
+  // AdamW skips a parameter without a gradient, decay included, so do we.
+  bool frozen;
 } dl_param_group;
 
 typedef struct dl_optim_module {

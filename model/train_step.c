@@ -55,6 +55,8 @@ int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, 
   dl_head_init_random(&t->heads[0], seed);
   dl_head_init_random(&t->heads[1], seed + 1);
   dl_optim_module_init(&t->mods[0], &student->layout, student->params, student->cfg.depth, &cfg->adamw);
+  // Distillation masks no patch, so mask_token gets no gradient.
+  t->mods[0].groups[dl_vit_global_index(DL_P_MASK)].frozen = true;
   for (int k = 0; k < 2; k++)
     dl_optim_module_init(&t->mods[k + 1], &t->heads[k].layout, t->heads[k].params, student->cfg.depth, &cfg->adamw);
   const size_t rows_cls = (size_t)(G + L) * B, rows_patch = (size_t)G * B * t->patches;

@@ -48,10 +48,12 @@ void dl_vit_layout_build(const dl_vit_config *c, dl_vit_layout *l) {
   l->entries = dl_calloc((size_t)(DL_P_GLOBAL_COUNT + c->depth * DL_P_BLOCK_COUNT + 2), sizeof *l->entries);
   l->count = 0;
   l->total = 0;
-  add_s(l, 1, 0, SHAPE(1, 1, D), "cls_token");
-  add_s(l, 1, 0, SHAPE(1, R, D), "register_tokens");
-  add_s(l, 1, 0, SHAPE(1, D), "mask_token");
-  add_s(l, 1, 0, SHAPE(1, 1 + M * M, D), "pos_embed");
+  // DINOv2 decays every tensor but biases, norms and LayerScale gammas:
+  // the tokens and the position embeddings are decayed too.
+  add_s(l, 0, 0, SHAPE(1, 1, D), "cls_token");
+  add_s(l, 0, 0, SHAPE(1, R, D), "register_tokens");
+  add_s(l, 0, 0, SHAPE(1, D), "mask_token");
+  add_s(l, 0, 0, SHAPE(1, 1 + M * M, D), "pos_embed");
   add_s(l, 0, 0, SHAPE(D, 3, p, p), "patch_embed.proj.weight");
   add_s(l, 1, 0, SHAPE(D), "patch_embed.proj.bias");
   const char *const *names = c->ffn == DL_FFN_SWIGLU ? kBlockNamesSwiglu : kBlockNamesMlp;

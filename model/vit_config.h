@@ -48,7 +48,7 @@ typedef struct dl_param_entry {
   int ndim;
   int64_t shape[4];
   size_t offset, numel;  // in floats, into the flat buffer
-  int no_weight_decay;   // biases, norms, LayerScale, tokens, position embeddings
+  int no_weight_decay;   // biases, norms and LayerScale (DINOv2's rule)
   int layer_id;          // 0 embeddings, i+1 for block i, depth+1 for the final norm
 } dl_param_entry;
 

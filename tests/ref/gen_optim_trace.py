@@ -1,6 +1,6 @@
 """A 10-step optimizer trace with PyTorch (Debian's torch): torch.optim.AdamW
 over DINOv2's parameter groups (layer-wise decay, patch-embed multiplier, no
-weight decay on biases/norms/LayerScale/tokens, last layer frozen first),
+weight decay on biases/norms/LayerScale (tokens decayed), last layer frozen first),
 torch.nn.utils.clip_grad_norm_ per module, the schedules as DINOv2's
 CosineScheduler computes them, and the EMA as DINOv2's update_teacher.
 
@@ -80,7 +80,6 @@ def wd_multiplier(name):
     # DINOv2's rule, plus the tokens and position embeddings (this project's
     # layout exempts them too).
     no_wd = name.endswith(".bias") or "norm" in name or "gamma" in name
-    no_wd = no_wd or name in ("cls_token", "pos_embed", "mask_token", "register_tokens")
     return 0.0 if no_wd else 1.0
 
 
