@@ -21,8 +21,10 @@ int dl_curve_keygen(const char *name, dl_err *err) {
   snprintf(path, sizeof path, "%s.key", name);
   snprintf(line, sizeof line, "%s\n", sec);
   dl_chunk c = {line, DL_Z85_KEY_LEN + 1};
-  if (dl_write_file_atomic(path, &c, 1, err)) return -1;
-  if (chmod(path, 0600) != 0) return dl_fail(err, "%s: cannot make it private", path);
+  mode_t old_mask = umask(077);  // the secret is never readable by others, not even briefly
+  int rc = dl_write_file_atomic(path, &c, 1, err);
+  umask(old_mask);
+  if (rc) return -1;
   snprintf(path, sizeof path, "%s.pub", name);
   snprintf(line, sizeof line, "%s\n", pub);
   return dl_write_file_atomic(path, &c, 1, err);
