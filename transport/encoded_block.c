@@ -38,6 +38,22 @@ dl_codec dl_codec_spec_for(const dl_codec_spec *spec, const char *name) {
   return spec->default_codec;
 }
 
+// The checksum covers the payload and, through its seed, every field that
+// says what the payload is: a corrupted block id or tensor shape in the
+// envelope fails it just as a corrupted payload byte does.
+uint64_t dl_block_checksum(const Distill__Block *msg, const uint8_t *payload, size_t n) {
+  uint64_t meta[5] = {msg->block, msg->resolution, msg->first_sample, msg->num_samples,
+                      msg->payload_bytes};
+  uint64_t seed = dl_xxhash64(meta, sizeof meta, msg->n_tensors);
+  for (size_t i = 0; i < msg->n_tensors; i++) {
+    const Distill__TensorInfo *t = msg->tensors[i];
+    uint64_t f[6] = {(uint64_t)t->codec, t->rows, t->cols, t->offset, t->wire_bytes, t->zstd};
+    seed = dl_xxhash64(f, sizeof f, seed);
+    seed = dl_xxhash64(t->name, strlen(t->name), seed);
+  }
+  return dl_xxhash64(payload, n, seed);
+}
+
 dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec *spec,
                                   int zstd_level, dl_err *err) {
   if (b->ntensors <= 0 || b->ntensors > DL_MAX_TENSORS) {
@@ -78,7 +94,10 @@ dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec 
     e->raw_bytes += (size_t)t->rows * t->cols * sizeof(float);
   }
   e->payload_bytes = off;
-  e->checksum = dl_xxhash64(e->payload, off, 0);
+  Distill__Block msg;
+  dl_block_msg_storage st;
+  dl_encoded_block_to_msg(e, &msg, &st);
+  e->checksum = dl_block_checksum(&msg, e->payload, off);
   return e;
 }
 
@@ -140,7 +159,7 @@ static int check_payload(const Distill__Block *msg, const uint8_t *payload, size
   if (n != msg->payload_bytes)
     return dl_fail(err, "block %llu: payload of %zu bytes, envelope says %llu",
                    (unsigned long long)msg->block, n, (unsigned long long)msg->payload_bytes);
-  if (dl_xxhash64(payload, n, 0) != msg->checksum)
+  if (dl_block_checksum(msg, payload, n) != msg->checksum)
     return dl_fail(err, "block %llu: payload checksum mismatch", (unsigned long long)msg->block);
   return 0;
 }

@@ -40,7 +40,7 @@ typedef struct dl_encoded_block {
   uint32_t resolution;
   uint64_t first_sample;
   uint32_t num_samples;
-  uint64_t checksum;    // xxHash64 of payload
+  uint64_t checksum;    // dl_block_checksum
   size_t raw_bytes;     // float32 bytes before the codecs
   int ntensors;
   dl_encoded_tensor tensors[DL_MAX_TENSORS];
@@ -70,6 +70,10 @@ uint8_t *dl_encoded_block_pack_envelope(const dl_encoded_block *e, size_t *n);
 // (copied), verifying the checksum. Used by the target store.
 dl_encoded_block *dl_encoded_block_from_msg(const Distill__Block *msg, const uint8_t *payload,
                                             size_t n, dl_err *err);
+
+// xxHash64 of the payload, seeded with a hash of the block's metadata (ids,
+// sample range, tensor names, codecs, shapes, offsets).
+uint64_t dl_block_checksum(const Distill__Block *msg, const uint8_t *payload, size_t n);
 
 // Verifies the checksum of payload against msg and decodes every tensor into
 // out (zeroed first; free with dl_target_block_free). Returns 0, or -1 with

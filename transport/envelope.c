@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "transport/codec.h"
+#include "transport/xxhash64.h"
 #include "transport/target_block.h"
 
 void dl_envelope_init(dl_envelope *e) {
@@ -11,10 +12,24 @@ void dl_envelope_init(dl_envelope *e) {
   e->version = DL_PROTOCOL_VERSION;
 }
 
+static uint64_t content_checksum(const dl_envelope *e) {
+  dl_envelope copy = *e;
+  copy.checksum = 0;
+  size_t n = distill__envelope__get_packed_size(&copy);
+  uint8_t small[512];
+  uint8_t *buf = n <= sizeof small ? small : dl_malloc(n);
+  distill__envelope__pack(&copy, buf);
+  uint64_t h = dl_xxhash64(buf, n, 0x64697374696c6cULL);
+  if (buf != small) free(buf);
+  return h;
+}
+
 uint8_t *dl_envelope_pack(const dl_envelope *e, size_t *n) {
-  *n = distill__envelope__get_packed_size(e);
+  dl_envelope sealed = *e;
+  sealed.checksum = content_checksum(e);
+  *n = distill__envelope__get_packed_size(&sealed);
   uint8_t *buf = dl_malloc(*n ? *n : 1);
-  distill__envelope__pack(e, buf);
+  distill__envelope__pack(&sealed, buf);
   return buf;
 }
 
@@ -81,6 +96,10 @@ int dl_envelope_decode(const uint8_t *data, size_t n, dl_envelope **out, dl_err 
   if (n > DL_ENVELOPE_MAX_BYTES) return dl_fail(err, "envelope of %zu bytes is too large", n);
   dl_envelope *e = distill__envelope__unpack(NULL, n, data);
   if (!e) return dl_fail(err, "envelope is not a valid protobuf message");
+  if (e->checksum != content_checksum(e)) {
+    dl_envelope_free(e);
+    return dl_fail(err, "envelope checksum mismatch");
+  }
   if (e->version != DL_PROTOCOL_VERSION && e->body_case != DISTILL__ENVELOPE__BODY_HELLO) {
     // A HELLO of another version still decodes, so the teacher can REJECT it
     // with the reason instead of staying silent.
