@@ -13,7 +13,8 @@
 #include "transport/rendezvous.h"
 #include "transport/wire.h"
 
-typedef enum { SLOT_FREE, SLOT_REQUESTED, SLOT_READY } slot_state;
+// SLOT_UNAVAILABLE: the teacher cannot produce it; fatal once it is next in line.
+typedef enum { SLOT_FREE, SLOT_REQUESTED, SLOT_READY, SLOT_UNAVAILABLE } slot_state;
 
 // One position of the window: the rank's k-th block.
 typedef struct slot {
@@ -23,6 +24,7 @@ typedef struct slot {
   double sent_at;
   bool asked_before;
   dl_target_block blk;
+  char *unavailable;  // the teacher's reason, for SLOT_UNAVAILABLE
 } slot;
 
 typedef struct teacher {
@@ -158,6 +160,15 @@ static void teacher_lost(dl_student_client *c, int ti, const char *why) {
 
 // ---- incoming messages
 
+static slot *slot_for_block(dl_student_client *c, uint64_t block, uint32_t res) {
+  if (res != c->cfg.resolution || block < c->cfg.rank || (block - c->cfg.rank) % c->cfg.world)
+    return NULL;
+  uint64_t k = (block - c->cfg.rank) / c->cfg.world;
+  if (k < c->next_k || k >= c->next_k + (uint64_t)c->cfg.window) return NULL;
+  slot *s = &c->slots[k % (uint64_t)c->cfg.window];
+  return s->k == k ? s : NULL;
+}
+
 static void on_welcome(dl_student_client *c, int ti, const Distill__Welcome *w) {
   teacher *t = &c->teachers[ti];
   uint64_t expect = c->cfg.weights_hash ? c->cfg.weights_hash : c->weights_hash;
@@ -185,20 +196,22 @@ static void on_reject(dl_student_client *c, int ti, const Distill__Reject *r) {
     send_hello(c, t);
     return;
   }
-  if (r->code == DISTILL__REJECT__CODE__UNAVAILABLE)
-    fail_fatal(c, "teacher %s cannot produce block %" PRIu64 ": %s", t->endpoint, r->block, r->reason);
-  else
+  if (r->code == DISTILL__REJECT__CODE__UNAVAILABLE) {
+    // Blocks before it may still come: fail only when it is the next one due.
+    slot *s = slot_for_block(c, r->block, c->cfg.resolution);
+    if (s && s->state != SLOT_READY) {
+      char msg[1024];
+      snprintf(msg, sizeof msg, "teacher %s cannot produce block %" PRIu64 ": %s", t->endpoint,
+               r->block, r->reason);
+      free(s->unavailable);
+      s->unavailable = strdup(msg);
+      s->state = SLOT_UNAVAILABLE;
+    }
+  } else {
     fail_fatal(c, "teacher %s rejected this student: %s", t->endpoint, r->reason);
+  }
 }
 
-static slot *slot_for_block(dl_student_client *c, uint64_t block, uint32_t res) {
-  if (res != c->cfg.resolution || block < c->cfg.rank || (block - c->cfg.rank) % c->cfg.world)
-    return NULL;
-  uint64_t k = (block - c->cfg.rank) / c->cfg.world;
-  if (k < c->next_k || k >= c->next_k + (uint64_t)c->cfg.window) return NULL;
-  slot *s = &c->slots[k % (uint64_t)c->cfg.window];
-  return s->k == k ? s : NULL;
-}
 
 static void on_block(dl_student_client *c, int ti, const Distill__Block *b, dl_wire_msg *m) {
   slot *s = slot_for_block(c, b->block, b->resolution);
@@ -334,6 +347,7 @@ bool dl_student_client_done(const dl_student_client *c) { return !k_in_stream(c,
 // Hands out the next block if it is here, and opens its slot for k + window.
 static bool take_next(dl_student_client *c, dl_target_block *out) {
   slot *s = &c->slots[c->next_k % (uint64_t)c->cfg.window];
+  if (s->state == SLOT_UNAVAILABLE) fail_fatal(c, "%s", s->unavailable);
   if (s->state != SLOT_READY) return false;
   *out = s->blk;
   memset(&s->blk, 0, sizeof s->blk);
@@ -374,6 +388,7 @@ int dl_student_client_next(dl_student_client *c, dl_target_block *out, int timeo
       return -1;
     }
     if (take_next(c, out)) return 1;
+    if (c->fatal) continue;
     if (dl_student_client_done(c)) return 0;
     send_requests(c);
     double left = deadline - dl_now_seconds();
@@ -460,7 +475,10 @@ void dl_student_client_destroy(dl_student_client *c) {
     if (c->teachers[i].live) send_env(&c->teachers[i], &e);
     zmq_close(c->teachers[i].sock);
   }
-  for (int i = 0; i < c->cfg.window; i++) dl_target_block_free(&c->slots[i].blk);
+  for (int i = 0; i < c->cfg.window; i++) {
+    dl_target_block_free(&c->slots[i].blk);
+    free(c->slots[i].unavailable);
+  }
   free(c->slots);
   zmq_ctx_term(c->ctx);
   free(c);
