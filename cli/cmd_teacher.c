@@ -9,6 +9,7 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "common/err.h"
+#include "transport/malloc_tuning.h"
 #include "transport/synthetic.h"
 #include "transport/teacher_server.h"
 
@@ -112,6 +113,7 @@ int cmd_teacher(int argc, char **argv) {
   cfg.nallow = nallow;
   cfg.quiet = quiet;
 
+  dl_transport_tune_malloc();
   g_server = dl_teacher_server_create(&cfg, &err);
   if (!g_server) dl_die_input("teacher: %s", err.msg);
   struct sigaction sa;

@@ -198,7 +198,7 @@ int dl_decode_block_msg(const Distill__Block *msg, const uint8_t *payload, size_
   for (size_t i = 0; i < msg->n_tensors; i++) {
     const Distill__TensorInfo *t = msg->tensors[i];
     dl_tensor_wire w = wire_of(t);
-    float *dst = dl_target_block_add(out, t->name, t->rows, t->cols);
+    float *dst = dl_target_block_add_uninitialized(out, t->name, t->rows, t->cols);
     if (!dst || dl_tensor_decode(&w, payload + t->offset, dst, err)) {
       if (!dst) dl_fail(err, "block %llu: too many tensors", (unsigned long long)msg->block);
       dl_fail_prefix(err, t->name);

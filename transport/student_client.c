@@ -319,7 +319,9 @@ static void run_timers(dl_student_client *c) {
       teacher_lost(c, i, "silent");
       continue;
     }
-    if (!t->live && now - t->last_hello >= hb) send_hello(c, t);
+    // HELLO again often (at most every 100 ms) until welcomed: a connection
+    // that was not up yet (IMMEDIATE) took no message.
+    if (!t->live && now - t->last_hello >= (hb < 0.1 ? hb : 0.1)) send_hello(c, t);
     if (t->live && now - t->last_heartbeat >= hb) {
       dl_envelope e;
       dl_envelope_init(&e);
@@ -378,6 +380,12 @@ static int poll_teachers(dl_student_client *c, int timeout_ms) {
   return 0;
 }
 
+static bool any_live(const dl_student_client *c) {
+  for (int i = 0; i < c->cfg.nteachers; i++)
+    if (c->teachers[i].live) return true;
+  return false;
+}
+
 int dl_student_client_next(dl_student_client *c, dl_target_block *out, int timeout_ms,
                            dl_err *err) {
   memset(out, 0, sizeof *out);
@@ -395,6 +403,7 @@ int dl_student_client_next(dl_student_client *c, dl_target_block *out, int timeo
     if (left < 0) return 0;
     int wait_ms = (int)(left * 1000) + 1;
     int tick = c->cfg.heartbeat_ms / 4 > 0 ? c->cfg.heartbeat_ms / 4 : 1;
+    if (tick > 20 && !any_live(c)) tick = 20;  // HELLO retries need a finer clock
     if (wait_ms > tick) wait_ms = tick;
     if (poll_teachers(c, wait_ms) < 0) {
       fail_fatal(c, "socket error: %s", zmq_strerror(zmq_errno()));

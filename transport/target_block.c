@@ -6,15 +6,24 @@
 
 #include "common/err.h"
 
-float *dl_target_block_add(dl_target_block *b, const char *name, uint32_t rows, uint32_t cols) {
+static float *add(dl_target_block *b, const char *name, uint32_t rows, uint32_t cols, int zero) {
   if (b->ntensors >= DL_MAX_TENSORS || strlen(name) >= DL_TENSOR_NAME_MAX) return NULL;
   dl_tensor *t = &b->tensors[b->ntensors++];
   snprintf(t->name, sizeof t->name, "%s", name);
   t->rows = rows;
   t->cols = cols;
   size_t n = (size_t)rows * cols;
-  t->data = dl_calloc(n > 0 ? n : 1, sizeof(float));
+  t->data = zero ? dl_calloc(n > 0 ? n : 1, sizeof(float)) : dl_malloc((n > 0 ? n : 1) * sizeof(float));
   return t->data;
+}
+
+float *dl_target_block_add(dl_target_block *b, const char *name, uint32_t rows, uint32_t cols) {
+  return add(b, name, rows, cols, 1);
+}
+
+float *dl_target_block_add_uninitialized(dl_target_block *b, const char *name, uint32_t rows,
+                                         uint32_t cols) {
+  return add(b, name, rows, cols, 0);
 }
 
 const dl_tensor *dl_target_block_find(const dl_target_block *b, const char *name) {

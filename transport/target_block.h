@@ -29,6 +29,9 @@ typedef struct dl_target_block {
 // fill; NULL when the block already has DL_MAX_TENSORS tensors or the name is
 // too long.
 float *dl_target_block_add(dl_target_block *b, const char *name, uint32_t rows, uint32_t cols);
+// The same without zeroing, for decoders that write every value.
+float *dl_target_block_add_uninitialized(dl_target_block *b, const char *name, uint32_t rows,
+                                         uint32_t cols);
 const dl_tensor *dl_target_block_find(const dl_target_block *b, const char *name);
 // Frees the tensors and zeroes the block (safe on a zeroed block).
 void dl_target_block_free(dl_target_block *b);

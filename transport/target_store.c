@@ -44,8 +44,9 @@ int dl_store_index_parse(const uint8_t *data, size_t n, dl_store_entry **entries
   qsort(e, c, sizeof *e, cmp_entry);
   for (uint32_t i = 1; i < c; i++)
     if (cmp_entry(&e[i - 1], &e[i]) == 0) {
+      unsigned long long twice = e[i].block;
       free(e);
-      return dl_fail(err, "index lists block %llu twice", (unsigned long long)e[i].block);
+      return dl_fail(err, "index lists block %llu twice", twice);
     }
   *entries = e;
   *count = c;
@@ -123,7 +124,7 @@ dl_store_writer *dl_store_writer_open(const char *dir, size_t shard_bytes, dl_er
 
 static int writer_has(const dl_store_writer *w, uint64_t block, uint32_t res) {
   dl_store_entry key = {.block = block, .resolution = res};
-  if (bsearch(&key, w->entries, w->nflushed, sizeof key, cmp_entry)) return 1;
+  if (w->nflushed && bsearch(&key, w->entries, w->nflushed, sizeof key, cmp_entry)) return 1;
   for (uint32_t i = w->nflushed; i < w->n; i++)
     if (w->entries[i].block == block && w->entries[i].resolution == res) return 1;
   return 0;
