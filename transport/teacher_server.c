@@ -446,7 +446,10 @@ static void run_timers(dl_teacher_server *s) {
   double now = dl_now_seconds();
   double dead = s->cfg.dead_after_ms / 1000.0;
   for (int i = 0; i < s->npeers; i++)
-    if (now - s->peers[i].last_heard > dead) forget_peer(s, &s->peers[i--], "silent");
+    if (now - s->peers[i].last_heard > dead) {
+      s->m.peers_silent++;
+      forget_peer(s, &s->peers[i--], "silent");
+    }
   if (now < s->next_heartbeat) return;
   s->next_heartbeat = now + s->cfg.heartbeat_ms / 1000.0;
   dl_envelope e;
@@ -506,12 +509,12 @@ void dl_teacher_metrics_print(const dl_teacher_metrics *m, void *file) {
           " store_hits=%" PRIu64 " store_written=%" PRIu64 " resent=%" PRIu64
           " unavailable=%" PRIu64 " bytes_raw=%" PRIu64 " bytes_wire=%" PRIu64
           " bad_messages=%" PRIu64 " rejected=%" PRIu64 " peers_welcomed=%" PRIu64
-          " peers_lost=%" PRIu64 " live_peers=%" PRIu64 " auth_refused=%" PRIu64 "\n",
+          " peers_lost=%" PRIu64 " peers_silent=%" PRIu64 " live_peers=%" PRIu64 " auth_refused=%" PRIu64 "\n",
           m->requests, m->blocks_requested, served, m->computed, m->cache_hits,
           m->blocks_requested ? (double)m->cache_hits / (double)m->blocks_requested : 0.0,
           m->coalesced, m->store_hits, m->store_written, m->resent, m->unavailable, m->bytes_raw,
           m->bytes_wire, m->bad_messages, m->rejected, m->peers_welcomed, m->peers_lost,
-          m->live_peers, m->auth_refused);
+          m->peers_silent, m->live_peers, m->auth_refused);
 }
 
 // ---- life cycle

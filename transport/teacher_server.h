@@ -76,7 +76,8 @@ typedef struct dl_teacher_metrics {
   uint64_t bad_messages;      // undecodable, malformed, or out of protocol
   uint64_t rejected;          // HELLOs refused
   uint64_t peers_welcomed;
-  uint64_t peers_lost;        // silent past dead_after, BYE, or unreachable
+  uint64_t peers_lost;        // silent past dead_after, BYE, bad message, or unreachable
+  uint64_t peers_silent;      // of those, silent past dead_after
   uint64_t live_peers;
   uint64_t auth_refused;      // CURVE handshakes refused by the allow-list
   uint64_t incarnation;

@@ -170,9 +170,13 @@ static void garbage_peers(void) {
   void *other = dealer(ctx, ep);
   send_hello(other, DL_PROTOCOL_VERSION, recipe + 1);
   int other_code = reject_code(other);
+  // A peer that says HELLO and then nothing while staying connected:
+  // forgotten after dead_after (a closed one is noticed sooner, on a send).
+  void *mute = dealer(ctx, ep);
+  send_hello(mute, DL_PROTOCOL_VERSION, recipe);
+  test_sleep(0.2);  // let the queued messages go out before the sockets close
   void *socks[] = {junk, big, malformed, old, other};
   for (int i = 0; i < 5; i++) zmq_close(socks[i]);
-  zmq_ctx_term(ctx);
 
   // Full students with the wrong recipe or expecting other weights.
   test_rank wrong_recipe, wrong_weights;
@@ -188,12 +192,18 @@ static void garbage_peers(void) {
   test_rank_join(&wrong_weights);
 
   test_rank_join(&good);
+  test_sleep(0.6);  // past dead_after, in case the good student was quick
   dl_teacher_metrics tm;
   test_teacher_stop(&t, &tm);
+  zmq_close(mute);
+  zmq_ctx_term(ctx);
   dl_teacher_metrics_print(&tm, stdout);
   test_rank_check(&good);
   CHECK(tm.bad_messages >= 22, "teacher dropped %llu bad messages (20 garbage, 1 five-frame, 1 empty request)",
         (unsigned long long)tm.bad_messages);
+  CHECK(tm.peers_silent >= 1 && tm.live_peers == 0,
+        "a peer that went silent was forgotten (%llu silent, %llu still live)",
+        (unsigned long long)tm.peers_silent, (unsigned long long)tm.live_peers);
   CHECK(old_code == DISTILL__REJECT__CODE__PROTOCOL, "a HELLO of protocol 99 got REJECT PROTOCOL (%d)", old_code);
   CHECK(other_code == DISTILL__REJECT__CODE__RECIPE, "a HELLO with another recipe got REJECT RECIPE (%d)", other_code);
   CHECK(wrong_recipe.fatal && strstr(wrong_recipe.error, "recipe hash") && wrong_recipe.delivered == 0,

@@ -55,7 +55,40 @@ static void run(size_t cache_bytes, const char *codecs, int zstd_level, float to
   CHECK(m.bad_messages == 0, "teacher saw %llu bad messages", (unsigned long long)m.bad_messages);
 }
 
+// A compute callback as slow as a model, so both groups' requests for a block
+// meet while it is being computed.
+static int slow_compute(void *user, uint64_t block, uint32_t res, dl_target_block *out, dl_err *err) {
+  test_sleep(0.002);
+  return dl_synthetic_compute(user, block, res, out, err);
+}
+
+static void coalescing(void) {
+  enum { kShort = 300 };
+  dl_teacher_config cfg;
+  dl_synthetic_spec spec;
+  test_teacher_config(&cfg, &spec);
+  cfg.compute_block = slow_compute;
+  test_teacher t;
+  if (test_teacher_start(&t, &cfg)) return;
+  const char *endpoint = dl_teacher_server_endpoint(t.server);
+  test_rank ranks[2];
+  test_rank_init(&ranks[0], &endpoint, 1, "vits", 0, 1, kShort);
+  test_rank_init(&ranks[1], &endpoint, 1, "vitl", 0, 1, kShort);
+  for (int i = 0; i < 2; i++) test_rank_start(&ranks[i]);
+  for (int i = 0; i < 2; i++) test_rank_join(&ranks[i]);
+  dl_teacher_metrics m;
+  test_teacher_stop(&t, &m);
+  printf("-- coalescing, slow compute\n");
+  dl_teacher_metrics_print(&m, stdout);
+  for (int i = 0; i < 2; i++) test_rank_check(&ranks[i]);
+  CHECK(m.computed == kShort && m.coalesced > 0,
+        "requests waiting for the same block shared one computation (%llu computed, %llu coalesced)",
+        (unsigned long long)m.computed, (unsigned long long)m.coalesced);
+  CHECK(m.live_peers == 0 && m.peers_lost == 2, "both students said BYE and were forgotten");
+}
+
 int main(void) {
+  coalescing();
   // In step with a cache: every block computed once, sent twice.
   run(64u << 20, "f32", 0, 0.0f, kBlocks);
   // No cache: each group's request computes its own copy. Lossy codecs and

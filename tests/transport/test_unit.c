@@ -13,6 +13,7 @@
 #include "transport/envelope.h"
 #include "transport/rendezvous.h"
 #include "transport/synthetic.h"
+#include "transport/wire.h"
 #include "transport/xxhash64.h"
 
 // zstd stores the low 32 bits of XXH64(content, seed 0) at the end of a frame
@@ -180,7 +181,58 @@ static void test_rendezvous(void) {
   CHECK(dl_rendezvous_pick(ids, none, 3, 1) == -1, "no live teacher: no pick");
 }
 
+// One encoded block sent to three peers over inproc, where ZeroMQ hands
+// messages over by reference: every receiver sees the teacher's own buffer,
+// and the references come back to one when the frames are gone.
+static void test_shared_payload(void) {
+  void *ctx = zmq_ctx_new();
+  void *router = zmq_socket(ctx, ZMQ_ROUTER);
+  int one = 1;
+  zmq_setsockopt(router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+  zmq_bind(router, "inproc://shared-payload");
+  void *peers[3];
+  uint8_t rid[3][4];
+  for (int i = 0; i < 3; i++) {
+    peers[i] = zmq_socket(ctx, ZMQ_DEALER);
+    memcpy(rid[i], "peer", 4);
+    rid[i][3] = (uint8_t)('0' + i);
+    zmq_setsockopt(peers[i], ZMQ_ROUTING_ID, rid[i], 4);
+    zmq_connect(peers[i], "inproc://shared-payload");
+  }
+  dl_encoded_block *b = synthetic_block(9);
+  size_t n;
+  uint8_t *env = dl_encoded_block_pack_envelope(b, &n);
+  int sent = 0;
+  for (int i = 0; i < 3; i++) sent += dl_wire_send(router, rid[i], 4, env, n, b) == DL_WIRE_SENT;
+  int refs_in_flight = atomic_load(&b->refs);
+  int same_buffer = 0;
+  for (int i = 0; i < 3; i++) {
+    zmq_pollitem_t it = {peers[i], 0, ZMQ_POLLIN, 0};
+    zmq_poll(&it, 1, 1000);
+    dl_wire_msg m;
+    if (dl_wire_recv(peers[i], &m) == 1 && m.nframes == 2) {
+      size_t len;
+      same_buffer += dl_wire_frame(&m, 1, &len) == b->payload && len == b->payload_bytes;
+    }
+    dl_wire_msg_close(&m);
+  }
+  CHECK(sent == 3 && refs_in_flight == 4, "one block sent to 3 peers: 1 + 3 references while in flight (%d)",
+        refs_in_flight);
+  CHECK(same_buffer == 3, "all 3 peers received the teacher's own payload buffer, not copies (%d)", same_buffer);
+  CHECK(atomic_load(&b->refs) == 1, "the frames' references were dropped after delivery (%d left)",
+        (int)atomic_load(&b->refs));
+  uint8_t unknown[4] = {'n', 'o', 'n', 'e'};
+  CHECK(dl_wire_send(router, unknown, 4, env, n, b) == DL_WIRE_UNREACHABLE && atomic_load(&b->refs) == 1,
+        "a send to an unknown peer reports it unreachable and leaks no reference");
+  free(env);
+  dl_encoded_block_unref(b);
+  for (int i = 0; i < 3; i++) zmq_close(peers[i]);
+  zmq_close(router);
+  zmq_ctx_term(ctx);
+}
+
 int main(void) {
+  test_shared_payload();
   test_xxhash64();
   test_codecs();
   test_codec_spec();
