@@ -187,9 +187,10 @@ dl_encoded_block *dl_encoded_block_from_msg(const Distill__Block *msg, const uin
   return e;
 }
 
-int dl_decode_block_msg(const Distill__Block *msg, const uint8_t *payload, size_t n,
-                        dl_target_block *out, dl_err *err) {
+static int decode_block(const Distill__Block *msg, const uint8_t *payload, size_t n,
+                        dl_target_block *out, int borrow, dl_err *err) {
   memset(out, 0, sizeof *out);
+  int borrowed = 0;
   if (check_payload(msg, payload, n, err)) return -1;
   out->block = msg->block;
   out->resolution = msg->resolution;
@@ -198,13 +199,35 @@ int dl_decode_block_msg(const Distill__Block *msg, const uint8_t *payload, size_
   for (size_t i = 0; i < msg->n_tensors; i++) {
     const Distill__TensorInfo *t = msg->tensors[i];
     dl_tensor_wire w = wire_of(t);
+    const uint8_t *src = payload + t->offset;
+    if (borrow && w.codec == DL_CODEC_F32 && !w.zstd && (uintptr_t)src % sizeof(float) == 0 &&
+        out->ntensors < DL_MAX_TENSORS) {
+      dl_tensor *bt = &out->tensors[out->ntensors++];
+      snprintf(bt->name, sizeof bt->name, "%s", t->name);
+      bt->rows = t->rows;
+      bt->cols = t->cols;
+      bt->data = (float *)(uintptr_t)src;  // the caller keeps payload alive
+      bt->borrowed = 1;
+      borrowed++;
+      continue;
+    }
     float *dst = dl_target_block_add_uninitialized(out, t->name, t->rows, t->cols);
-    if (!dst || dl_tensor_decode(&w, payload + t->offset, dst, err)) {
+    if (!dst || dl_tensor_decode(&w, src, dst, err)) {
       if (!dst) dl_fail(err, "block %llu: too many tensors", (unsigned long long)msg->block);
       dl_fail_prefix(err, t->name);
       dl_target_block_free(out);
       return -1;
     }
   }
-  return 0;
+  return borrowed;
+}
+
+int dl_decode_block_msg(const Distill__Block *msg, const uint8_t *payload, size_t n,
+                        dl_target_block *out, dl_err *err) {
+  return decode_block(msg, payload, n, out, 0, err) < 0 ? -1 : 0;
+}
+
+int dl_decode_block_msg_borrowing(const Distill__Block *msg, const uint8_t *payload, size_t n,
+                                  dl_target_block *out, dl_err *err) {
+  return decode_block(msg, payload, n, out, 1, err);
 }

@@ -80,5 +80,11 @@ uint64_t dl_block_checksum(const Distill__Block *msg, const uint8_t *payload, si
 // the reason (a checksum mismatch says "checksum").
 int dl_decode_block_msg(const Distill__Block *msg, const uint8_t *payload, size_t n,
                         dl_target_block *out, dl_err *err);
+// The same, but uncompressed float32 tensors (suitably aligned) point into
+// payload instead of being copied (their `borrowed` is set): the caller keeps
+// payload alive and sets out->owner. Returns the number of borrowed tensors,
+// or -1.
+int dl_decode_block_msg_borrowing(const Distill__Block *msg, const uint8_t *payload, size_t n,
+                                  dl_target_block *out, dl_err *err);
 
 #endif

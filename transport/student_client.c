@@ -213,6 +213,11 @@ static void on_reject(dl_student_client *c, int ti, const Distill__Reject *r) {
 }
 
 
+static void release_frame(void *frame) {
+  zmq_msg_close(frame);
+  free(frame);
+}
+
 static void on_block(dl_student_client *c, int ti, const Distill__Block *b, dl_wire_msg *m) {
   slot *s = slot_for_block(c, b->block, b->resolution);
   if (!s || s->state == SLOT_READY) {
@@ -227,7 +232,16 @@ static void on_block(dl_student_client *c, int ti, const Distill__Block *b, dl_w
   size_t n;
   const uint8_t *payload = dl_wire_frame(m, 1, &n);
   dl_err err;
-  if (dl_decode_block_msg(b, payload, n, &s->blk, &err)) {
+  int borrowed = dl_decode_block_msg_borrowing(b, payload, n, &s->blk, &err);
+  if (borrowed > 0) {
+    // Plain float32 tensors stay in the received frame: the block owns it now.
+    zmq_msg_t *keep = dl_malloc(sizeof *keep);
+    zmq_msg_init(keep);
+    zmq_msg_move(keep, &m->frames[1]);
+    s->blk.owner = keep;
+    s->blk.release_owner = release_frame;
+  }
+  if (borrowed < 0) {
     c->m.checksum_failures++;
     slog(c, "event=bad_block block=%" PRIu64 " error=\"%s\"", b->block, err.msg);
     s->state = SLOT_FREE;  // asked again on the next round

@@ -58,9 +58,9 @@ int dl_synthetic_compute(void *user, uint64_t block, uint32_t resolution, dl_tar
   out->resolution = resolution;
   out->first_sample = block * s->block_size;
   out->num_samples = s->block_size;
-  fill(dl_target_block_add(out, "cls", tokens, s->dim), (size_t)tokens * s->dim, block, resolution, 0);
+  fill(dl_target_block_add_uninitialized(out, "cls", tokens, s->dim), (size_t)tokens * s->dim, block, resolution, 0);
   if (s->patches)
-    fill(dl_target_block_add(out, "patch", tokens * s->patches, s->dim),
+    fill(dl_target_block_add_uninitialized(out, "patch", tokens * s->patches, s->dim),
          (size_t)tokens * s->patches * s->dim, block, resolution, 1);
   return 0;
 }

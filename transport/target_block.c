@@ -33,6 +33,8 @@ const dl_tensor *dl_target_block_find(const dl_target_block *b, const char *name
 }
 
 void dl_target_block_free(dl_target_block *b) {
-  for (int i = 0; i < b->ntensors; i++) free(b->tensors[i].data);
+  for (int i = 0; i < b->ntensors; i++)
+    if (!b->tensors[i].borrowed) free(b->tensors[i].data);
+  if (b->release_owner) b->release_owner(b->owner);
   memset(b, 0, sizeof *b);
 }

@@ -13,7 +13,8 @@
 typedef struct dl_tensor {
   char name[DL_TENSOR_NAME_MAX];  // e.g. "cls", "patch"
   uint32_t rows, cols;
-  float *data;  // rows * cols, row-major, owned by the block
+  float *data;    // rows * cols, row-major
+  int borrowed;   // data lies in the block's owner buffer, not its own allocation
 } dl_tensor;
 
 typedef struct dl_target_block {
@@ -23,6 +24,10 @@ typedef struct dl_target_block {
   uint32_t num_samples;
   int ntensors;
   dl_tensor tensors[DL_MAX_TENSORS];
+  // Set when tensors borrow a received buffer (a float32 tensor is used where
+  // it arrived, without a copy): released by dl_target_block_free.
+  void *owner;
+  void (*release_owner)(void *owner);
 } dl_target_block;
 
 // Adds a zeroed rows x cols tensor and returns its data for the caller to
@@ -33,7 +38,8 @@ float *dl_target_block_add(dl_target_block *b, const char *name, uint32_t rows, 
 float *dl_target_block_add_uninitialized(dl_target_block *b, const char *name, uint32_t rows,
                                          uint32_t cols);
 const dl_tensor *dl_target_block_find(const dl_target_block *b, const char *name);
-// Frees the tensors and zeroes the block (safe on a zeroed block).
+// Frees the tensors (and releases the owner) and zeroes the block (safe on a
+// zeroed block).
 void dl_target_block_free(dl_target_block *b);
 
 #endif
