@@ -132,7 +132,7 @@ static void on_up(fault_relay *r, rmsg *m) {
     body.len[i - 1] = m->len[i];
   }
   body.n = m->n - 1;
-  double u = uniform(r) / (r->rate > 0 ? r->rate / 4 : 1e-300);
+  double u = uniform(r) / (r->rate > 0 ? r->rate / 2 : 1e-300);
   if (u < 0.5 && body.len[0] > 0) {
     body.data[0][(size_t)(uniform(r) * (double)body.len[0])] ^= 0x44;
     r->c.corrupted_up++;

@@ -20,7 +20,7 @@ typedef struct fault_counts {
 typedef struct fault_relay fault_relay;
 
 // Faults are applied to a fraction `rate` of the messages (split among the
-// kinds); rate 0 makes a transparent relay.
+// kinds; half that rate on the way up); rate 0 makes a transparent relay.
 fault_relay *fault_relay_start(const char *teacher_endpoint, double rate, uint64_t seed);
 const char *fault_relay_endpoint(const fault_relay *r);
 // Stops the relay thread and returns what it did.
