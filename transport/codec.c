@@ -88,19 +88,47 @@ static void bf16_to_f32(const uint8_t *src, size_t n, float *dst) {
 }
 
 // Layout: rows float32 scales, then rows*cols int8 values.
+static float row_maxabs(const float *row, uint32_t cols) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 acc = _mm256_setzero_ps();
+  uint32_t c = 0;
+  for (; c + 8 <= cols; c += 8) acc = _mm256_max_ps(acc, _mm256_andnot_ps(sign, _mm256_loadu_ps(row + c)));
+  float lanes[8];
+  _mm256_storeu_ps(lanes, acc);
+  float m = 0;
+  for (int i = 0; i < 8; i++) m = fmaxf(m, lanes[i]);
+  for (; c < cols; c++) m = fmaxf(m, fabsf(row[c]));
+  return m;
+}
+
+// Rounds to nearest even (the MXCSR default, as lrintf) after clamping to
+// [-127, 127]; the operand order of max/min sends a NaN to -127, as the
+// scalar tail does, so every conversion is defined.
+static void quantize_row(const float *row, uint32_t cols, float inv, int8_t *q) {
+  const __m256 vinv = _mm256_set1_ps(inv), lo = _mm256_set1_ps(-127.0f), hi = _mm256_set1_ps(127.0f);
+  uint32_t c = 0;
+  for (; c + 8 <= cols; c += 8) {
+    __m256 v = _mm256_mul_ps(_mm256_loadu_ps(row + c), vinv);
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    __m256i i32 = _mm256_cvtps_epi32(v);
+    __m256i i16 = _mm256_packs_epi32(i32, i32);
+    __m256i i8 = _mm256_packs_epi16(i16, i16);
+    int32_t a = _mm256_extract_epi32(i8, 0), b = _mm256_extract_epi32(i8, 4);
+    memcpy(q + c, &a, 4);
+    memcpy(q + c + 4, &b, 4);
+  }
+  for (; c < cols; c++) q[c] = (int8_t)lrintf(fminf(127.0f, fmaxf(-127.0f, row[c] * inv)));
+}
+
 static void f32_to_int8_rows(const float *x, uint32_t rows, uint32_t cols, uint8_t *dst) {
   int8_t *q = (int8_t *)(dst + 4 * (size_t)rows);
   for (uint32_t r = 0; r < rows; r++) {
     const float *row = x + (size_t)r * cols;
-    float maxabs = 0;
-    for (uint32_t c = 0; c < cols; c++) maxabs = fmaxf(maxabs, fabsf(row[c]));
+    float maxabs = row_maxabs(row, cols);
     float scale = maxabs / 127.0f;
     float inv = maxabs > 0 && isfinite(maxabs) ? 127.0f / maxabs : 0.0f;
     memcpy(dst + 4 * (size_t)r, &scale, 4);
-    int8_t *qr = q + (size_t)r * cols;
-    // fmaxf/fminf also map a NaN to a bound, so the conversion is always defined.
-    for (uint32_t c = 0; c < cols; c++)
-      qr[c] = (int8_t)lrintf(fminf(127.0f, fmaxf(-127.0f, row[c] * inv)));
+    quantize_row(row, cols, inv, q + (size_t)r * cols);
   }
 }
 
