@@ -18,7 +18,7 @@ for f in "$bin" "$student" "$codec_bench"; do
 done
 blocks=${BLOCKS:-2000}
 port=${PORT:-47555}
-endpoint="tcp://127.0.0.1:$port"
+endpoint=${ENDPOINT:-tcp://127.0.0.1:$port}
 # 4 samples x 1 crop x (1 CLS + 63 patches) x 1024 floats x 4 bytes = 1 MiB per block.
 synthetic=1024,63
 common=(--synthetic $synthetic --block-size 4 --crops 1)

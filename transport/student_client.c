@@ -100,6 +100,8 @@ static int open_socket(dl_student_client *c, int i, dl_err *err) {
   zmq_setsockopt(t->sock, ZMQ_IMMEDIATE, &one, sizeof one);
   zmq_setsockopt(t->sock, ZMQ_LINGER, &zero, sizeof zero);
   zmq_setsockopt(t->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
+  int rcvbuf = 4 << 20;  // see the teacher's SNDBUF
+  zmq_setsockopt(t->sock, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
   const dl_student_config *cfg = &c->cfg;
   if (cfg->curve_secret) {
     const dl_curve_key *server = &cfg->teacher_public[cfg->nteacher_keys > 1 ? i : 0];

@@ -528,6 +528,10 @@ static int setup_socket(dl_teacher_server *s, dl_err *err) {
   zmq_setsockopt(s->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
   zmq_setsockopt(s->router, ZMQ_SNDHWM, &c->send_hwm, sizeof c->send_hwm);
   zmq_setsockopt(s->router, ZMQ_LINGER, &zero, sizeof zero);
+  // Room for a few 1 MiB blocks per connection in the kernel: fewer, larger
+  // writes and fewer wake-ups on both ends (capped by net.core.wmem_max).
+  int sndbuf = 4 << 20;
+  zmq_setsockopt(s->router, ZMQ_SNDBUF, &sndbuf, sizeof sndbuf);
   if (c->curve_secret) {
     if (c->nallow > 0 && !(s->zap = dl_zap_start(s->ctx, c->allow, c->nallow, err))) return -1;
     zmq_setsockopt(s->router, ZMQ_CURVE_SERVER, &one, sizeof one);
