@@ -32,7 +32,7 @@ start=$(date +%s.%N)
 pids=()
 for g in 0 1 2; do
   "$student" --connect "$endpoint" "${common[@]}" --group "group$g" --blocks "$blocks" \
-    --window 16 --verify-stride 997 --quiet > "$tmp/student$g.out" &
+    --window ${WINDOW:-16} --verify-stride 997 --quiet > "$tmp/student$g.out" &
   pids+=($!)
 done
 status=0
