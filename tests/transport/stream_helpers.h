@@ -41,7 +41,6 @@ int test_rank_check(const test_rank *r);
 
 typedef struct test_teacher {
   dl_teacher_server *server;
-  dl_synthetic_spec spec;
   pthread_t thread;
   int rc;
 } test_teacher;

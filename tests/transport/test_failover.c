@@ -114,5 +114,6 @@ int main(void) {
   CHECK(computed_a2 > remaining / 4, "restarted teacher-a took its share again: %ld of the last %ld blocks",
         computed_a2, remaining);
   for (int i = 0; i < 3; i++) unlink(out[i]);
+  for (int i = 0; i < 2; i++) unlink(ep[i] + strlen("ipc://"));  // the socket files stay after a SIGKILL
   return dl_test_summary("transport_failover");
 }
