@@ -27,6 +27,7 @@ struct fault_relay {
   int ndelayed;
   rmsg reorder_held;
   bool holding;
+  uint64_t blocks_seen;
   fault_counts c;
   atomic_bool stop;
   pthread_t thread;
@@ -76,38 +77,63 @@ static void send_down(fault_relay *r, const rmsg *m) {
   r->c.forwarded_down++;
 }
 
+enum { F_CORRUPT_PAYLOAD, F_CORRUPT_ENVELOPE, F_TRUNCATE, F_DROP_PAYLOAD, F_DELAY, F_REORDER,
+       F_DUPLICATE, F_NONE, kKinds = F_NONE };
+
+// Blocks 20..26 get one fault of each kind in turn, so every kind happens in
+// every run; after that the kinds are drawn at random at the given rate.
+static int pick_down_fault(fault_relay *r, bool block) {
+  if (block && r->blocks_seen >= 20 && r->blocks_seen < 20 + kKinds) return (int)(r->blocks_seen - 20);
+  double u = uniform(r) / (r->rate > 0 ? r->rate : 1e-300);
+  if (u >= 1.0) return F_NONE;
+  if (!block) return u < 0.5 ? F_CORRUPT_ENVELOPE : F_DUPLICATE;
+  return (int)(u * kKinds);
+}
+
 // Teacher -> student: where blocks travel, so where most faults go.
 static void on_down(fault_relay *r, rmsg *m) {
-  double u = uniform(r) / (r->rate > 0 ? r->rate : 1e-300);
   bool block = m->n == 2;
-  if (u < 0.2 && block) {
-    m->data[1][(size_t)(uniform(r) * (double)m->len[1])] ^= 0x5A;
-    r->c.corrupted_payload++;
-  } else if (u < 0.3) {
-    m->data[0][(size_t)(uniform(r) * (double)m->len[0])] ^= 0x21;
-    r->c.corrupted_envelope++;
-  } else if (u < 0.4 && block) {
-    if (uniform(r) < 0.5) {
+  int kind = pick_down_fault(r, block);
+  if (block) r->blocks_seen++;
+  switch (kind) {
+    case F_CORRUPT_PAYLOAD:
+      m->data[1][(size_t)(uniform(r) * (double)m->len[1])] ^= 0x5A;
+      r->c.corrupted_payload++;
+      break;
+    case F_CORRUPT_ENVELOPE:
+      m->data[0][(size_t)(uniform(r) * (double)m->len[0])] ^= 0x21;
+      r->c.corrupted_envelope++;
+      break;
+    case F_TRUNCATE:
       m->len[1] /= 2;
       r->c.truncated++;
-    } else {
+      break;
+    case F_DROP_PAYLOAD:
       free(m->data[1]);
       m->n = 1;
       r->c.dropped_payload_frame++;
-    }
-  } else if (u < 0.6 && r->ndelayed < kMaxHeld) {
-    m->release_at = dl_now_seconds() + 0.02 + 0.06 * uniform(r);
-    r->delayed[r->ndelayed++] = *m;
-    r->c.delayed++;
-    return;
-  } else if (u < 0.8 && !r->holding) {
-    r->reorder_held = *m;  // goes out after the next message
-    r->holding = true;
-    r->c.reordered++;
-    return;
-  } else if (u < 1.0) {
-    send_down(r, m);
-    r->c.duplicated++;
+      break;
+    case F_DELAY:
+      if (r->ndelayed < kMaxHeld) {
+        m->release_at = dl_now_seconds() + 0.02 + 0.06 * uniform(r);
+        r->delayed[r->ndelayed++] = *m;
+        r->c.delayed++;
+        return;
+      }
+      break;
+    case F_REORDER:
+      if (!r->holding) {
+        r->reorder_held = *m;  // goes out after the next message
+        r->holding = true;
+        r->c.reordered++;
+        return;
+      }
+      break;
+    case F_DUPLICATE:
+      send_down(r, m);
+      r->c.duplicated++;
+      break;
+    default: break;
   }
   send_down(r, m);
   free_msg(m);
@@ -132,7 +158,9 @@ static void on_up(fault_relay *r, rmsg *m) {
     body.len[i - 1] = m->len[i];
   }
   body.n = m->n - 1;
-  double u = uniform(r) / (r->rate > 0 ? r->rate / 2 : 1e-300);
+  // Messages 10 and 11 are corrupted and duplicated for sure, then at random.
+  uint64_t nth = r->c.forwarded_up;
+  double u = nth == 10 ? 0.25 : nth == 11 ? 0.75 : uniform(r) / (r->rate > 0 ? r->rate / 2 : 1e-300);
   if (u < 0.5 && body.len[0] > 0) {
     body.data[0][(size_t)(uniform(r) * (double)body.len[0])] ^= 0x44;
     r->c.corrupted_up++;
