@@ -6,5 +6,7 @@
 int cmd_embed(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_preview(int argc, char **argv);
+int cmd_keygen(int argc, char **argv);
+int cmd_teacher(int argc, char **argv);
 
 #endif

@@ -14,6 +14,8 @@ static const subcommand kSubcommands[] = {
     {"embed", cmd_embed, "features of images or tensors with a DINOv2 backbone"},
     {"inspect", cmd_inspect, "what a weights or checkpoint file holds"},
     {"preview", cmd_preview, "a PNG of a recipe's samples and their augmented crops"},
+    {"keygen", cmd_keygen, "a CURVE key pair for the transport (NAME.key, NAME.pub)"},
+    {"teacher", cmd_teacher, "serve teacher targets to students over ZeroMQ"},
 };
 enum { kNumSubcommands = sizeof kSubcommands / sizeof kSubcommands[0] };
 

@@ -1,0 +1,132 @@
+// `distill teacher`: serves targets to students over ZeroMQ. For now the
+// targets come from --synthetic D,P (no model) or from a target store; the
+// model-backed mode plugs into the same server through compute_block.
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "common/err.h"
+#include "transport/malloc_tuning.h"
+#include "transport/synthetic.h"
+#include "transport/teacher_server.h"
+
+static dl_teacher_server *g_server;
+
+static void on_signal(int sig) {
+  (void)sig;
+  if (g_server) dl_teacher_server_stop(g_server);  // an atomic store: signal-safe
+}
+
+static uint64_t parse_hash(const char *flag, const char *s) {
+  char *end;
+  if (!s) return 0;
+  unsigned long long v = strtoull(s, &end, 16);
+  if (end == s || *end || strlen(s) > 16) dl_die_input("teacher: --%s expects up to 16 hex digits, got '%s'", flag, s);
+  return (uint64_t)v;
+}
+
+static void check_range(const char *flag, int v, int lo, int hi) {
+  if (v < lo || v > hi) dl_die_input("teacher: --%s must lie in [%d, %d], got %d", flag, lo, hi, v);
+}
+
+int cmd_teacher(int argc, char **argv) {
+  const char *bind = "tcp://127.0.0.1:5555", *id = NULL, *synthetic = NULL, *codec = "f32";
+  const char *store = NULL, *curve_key = NULL, *allow = NULL, *recipe = NULL, *weights = NULL;
+  int block_size = 32, crops = 2, zstd_level = 0, cache_mb = 1024, heartbeat_ms = 1000;
+  int dead_after_ms = 5000, max_msg_kb = 1024;
+  bool store_write = false, quiet = false;
+  const dl_flag flags[] = {
+      {"bind", DL_FLAG_STRING, &bind, "ENDPOINT", "ZeroMQ endpoint to bind (default tcp://127.0.0.1:5555)"},
+      {"id", DL_FLAG_STRING, &id, "NAME", "stable teacher name for rendezvous hashing (default: the endpoint)"},
+      {"synthetic", DL_FLAG_STRING, &synthetic, "D,P", "serve deterministic pseudo-targets: CLS of D floats, P patches per crop"},
+      {"block-size", DL_FLAG_INT, &block_size, "N", "samples per block (default 32)"},
+      {"crops", DL_FLAG_INT, &crops, "N", "global crops per sample (default 2)"},
+      {"codec", DL_FLAG_STRING, &codec, "SPEC", "f32|f16|bf16|int8, with NAME=CODEC overrides (default f32)"},
+      {"zstd-level", DL_FLAG_INT, &zstd_level, "N", "zstd level on top of the codec, 0 = off (default 0)"},
+      {"cache-mb", DL_FLAG_INT, &cache_mb, "N", "block cache budget in MiB; 0 = no cache, no coalescing (default 1024)"},
+      {"heartbeat-ms", DL_FLAG_INT, &heartbeat_ms, "MS", "heartbeat interval (default 1000)"},
+      {"dead-after-ms", DL_FLAG_INT, &dead_after_ms, "MS", "a silent student is forgotten after this (default 5000)"},
+      {"max-msg-kb", DL_FLAG_INT, &max_msg_kb, "KB", "largest message a student may send (default 1024)"},
+      {"store", DL_FLAG_STRING, &store, "DIR", "target store to serve from (and to write with --store-write)"},
+      {"store-write", DL_FLAG_BOOL, &store_write, NULL, "add every computed block to --store"},
+      {"curve-key", DL_FLAG_STRING, &curve_key, "FILE", "this teacher's secret key (distill keygen): CURVE on"},
+      {"allow", DL_FLAG_STRING, &allow, "FILE", "student public keys allowed to connect, one per line"},
+      {"recipe-hash", DL_FLAG_STRING, &recipe, "HEX", "refuse students whose recipe hash differs"},
+      {"weights-hash", DL_FLAG_STRING, &weights, "HEX", "hash of the weights, announced in WELCOME"},
+      {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no event log lines"},
+  };
+  const dl_command_spec spec = {
+      "teacher", "(--synthetic D,P | --store DIR) [options]",
+      "Serves teacher targets to student ranks over ZeroMQ until SIGINT or SIGTERM,\n"
+      "then prints its metrics as one key=value line on stdout.",
+      flags, (int)(sizeof flags / sizeof flags[0])};
+  char *pos[1];
+  int npos;
+  if (dl_parse_flags(&spec, argc, argv, pos, 0, &npos)) return 0;
+
+  dl_teacher_config cfg;
+  dl_teacher_config_defaults(&cfg);
+  dl_synthetic_spec syn = {0};
+  dl_err err;
+  if (!synthetic && !store)
+    dl_die_input("teacher: needs --synthetic D,P or --store DIR (the model-backed mode is not built yet)");
+  if (synthetic && dl_synthetic_parse(synthetic, &syn, &err)) dl_die_input("teacher: %s", err.msg);
+  check_range("block-size", block_size, 1, 1 << 16);
+  check_range("crops", crops, 1, 64);
+  check_range("zstd-level", zstd_level, 0, 22);
+  check_range("cache-mb", cache_mb, 0, 1 << 20);
+  check_range("heartbeat-ms", heartbeat_ms, 1, 600000);
+  check_range("dead-after-ms", dead_after_ms, heartbeat_ms, 3600000);
+  check_range("max-msg-kb", max_msg_kb, 1, 1 << 20);
+  if (dl_codec_spec_parse(codec, &cfg.codecs, &err)) dl_die_input("teacher: --codec: %s", err.msg);
+  if (allow && !curve_key) dl_die_input("teacher: --allow needs --curve-key");
+  if (store_write && !store) dl_die_input("teacher: --store-write needs --store DIR");
+  syn.block_size = (uint32_t)block_size;
+  syn.crops = (uint32_t)crops;
+
+  dl_curve_key secret, *allowed = NULL;
+  int nallow = 0;
+  if (curve_key && dl_curve_read_key(curve_key, &secret, &err)) dl_die_input("teacher: %s", err.msg);
+  if (allow && dl_curve_read_allow_list(allow, &allowed, &nallow, &err)) dl_die_input("teacher: %s", err.msg);
+  if (allow && nallow == 0) dl_die_input("teacher: %s: the allow-list holds no key", allow);
+
+  cfg.bind = bind;
+  cfg.teacher_id = id;
+  cfg.recipe_hash = parse_hash("recipe-hash", recipe);
+  cfg.weights_hash = parse_hash("weights-hash", weights);
+  cfg.embed_dim = syn.dim;
+  cfg.patch_tokens = syn.patches;
+  cfg.zstd_level = zstd_level;
+  cfg.cache_bytes = (size_t)cache_mb << 20;
+  cfg.heartbeat_ms = heartbeat_ms;
+  cfg.dead_after_ms = dead_after_ms;
+  cfg.max_msg_bytes = (int64_t)max_msg_kb << 10;
+  cfg.compute_block = synthetic ? dl_synthetic_compute : NULL;
+  cfg.compute_user = &syn;
+  cfg.store_dir = store;
+  cfg.store_write = store_write;
+  cfg.curve_secret = curve_key ? &secret : NULL;
+  cfg.allow = allowed;
+  cfg.nallow = nallow;
+  cfg.quiet = quiet;
+
+  dl_transport_tune_malloc();
+  g_server = dl_teacher_server_create(&cfg, &err);
+  if (!g_server) dl_die_input("teacher: %s", err.msg);
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  int rc = dl_teacher_server_run(g_server);
+  dl_teacher_metrics m = dl_teacher_server_metrics(g_server);
+  dl_teacher_metrics_print(&m, stdout);
+  fflush(stdout);
+  dl_teacher_server_destroy(g_server);
+  g_server = NULL;
+  free(allowed);
+  return rc == 0 ? 0 : 1;
+}

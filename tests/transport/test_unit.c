@@ -1,0 +1,243 @@
+// Unit tests of the transport's pieces: xxHash64, codecs, codec specs,
+// envelopes, block checksums, the LRU cache, rendezvous hashing.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "tests/harness.h"
+#include "transport/block_cache.h"
+#include "transport/codec.h"
+#include "transport/encoded_block.h"
+#include "transport/envelope.h"
+#include "transport/rendezvous.h"
+#include "transport/synthetic.h"
+#include "transport/wire.h"
+#include "transport/xxhash64.h"
+
+// zstd stores the low 32 bits of XXH64(content, seed 0) at the end of a frame
+// written with a checksum: an independent implementation to compare with.
+static uint32_t zstd_xxh64_low32(const uint8_t *data, size_t n) {
+  ZSTD_CCtx *cc = ZSTD_createCCtx();
+  ZSTD_CCtx_setParameter(cc, ZSTD_c_checksumFlag, 1);
+  size_t cap = ZSTD_compressBound(n);
+  uint8_t *out = malloc(cap);
+  size_t z = ZSTD_compress2(cc, out, cap, data, n);
+  uint32_t v;
+  memcpy(&v, out + z - 4, 4);
+  free(out);
+  ZSTD_freeCCtx(cc);
+  return v;
+}
+
+static void test_xxhash64(void) {
+  CHECK(dl_xxhash64("", 0, 0) == 0xEF46DB3751D8E999ULL, "xxh64(\"\") = %016llx",
+        (unsigned long long)dl_xxhash64("", 0, 0));
+  CHECK(dl_xxhash64("abc", 3, 0) == 0x44BC2CF5AD770999ULL, "xxh64(\"abc\") = %016llx",
+        (unsigned long long)dl_xxhash64("abc", 3, 0));
+  uint8_t buf[1000];
+  for (size_t i = 0; i < sizeof buf; i++) buf[i] = (uint8_t)(i * 37 + 11);
+  int agree = 0, lens = 0;
+  for (size_t n = 1; n <= sizeof buf; n += 13, lens++)
+    agree += (uint32_t)dl_xxhash64(buf, n, 0) == zstd_xxh64_low32(buf, n);
+  CHECK(agree == lens, "xxh64 agrees with zstd's frame checksum on %d of %d lengths", agree, lens);
+}
+
+static void test_codecs(void) {
+  enum { R = 37, C = 129 };
+  float *x = malloc(R * C * sizeof(float)), *y = malloc(R * C * sizeof(float));
+  for (int i = 0; i < R * C; i++) x[i] = dl_synthetic_value(7, 224, 0, (uint64_t)i) * (1 + (float)(i % C) / 10);
+  x[5] = 0;
+  const float max_rel[DL_NUM_CODECS] = {0, 1.0f / 2048, 1.0f / 256, 1.0f / 254};
+  for (int c = 0; c < DL_NUM_CODECS; c++)
+    for (int level = 0; level <= 3; level += 3) {
+      size_t cap = dl_tensor_encode_bound((dl_codec)c, R, C);
+      uint8_t *buf = malloc(cap);
+      dl_tensor_wire w;
+      dl_err err;
+      int ok = dl_tensor_encode((dl_codec)c, level, x, R, C, buf, cap, &w, &err) == 0 &&
+               dl_tensor_decode(&w, buf, y, &err) == 0;
+      double worst = 0;
+      for (int r = 0; r < R && ok; r++) {
+        float rowmax = 0;
+        for (int j = 0; j < C; j++) rowmax = fmaxf(rowmax, fabsf(x[r * C + j]));
+        for (int j = 0; j < C; j++) {
+          // int8 errors scale with the row's largest value; f16 and bf16 with
+          // the value itself, plus a floor for values in f16's subnormal range.
+          float ref = c == DL_CODEC_INT8_ROW ? rowmax : fabsf(x[r * C + j]) + 1e-4f;
+          double e = fabs(y[r * C + j] - x[r * C + j]) / (ref > 0 ? ref : 1);
+          if (e > worst) worst = e;
+        }
+      }
+      CHECK(ok && worst <= max_rel[c], "%s zstd %d: round trip, worst relative error %.2e (bound %.2e), %zu bytes",
+            dl_codec_name((dl_codec)c), level, worst, (double)max_rel[c], w.wire_bytes);
+      // A decoder never believes sizes: one byte short must fail cleanly.
+      dl_tensor_wire cut = w;
+      cut.wire_bytes--;
+      CHECK(dl_tensor_decode(&cut, buf, y, &err) != 0, "%s zstd %d: a short buffer is refused (%s)",
+            dl_codec_name((dl_codec)c), level, err.msg);
+      free(buf);
+    }
+  dl_tensor_wire bad = {.codec = (dl_codec)9, .rows = 2, .cols = 2, .wire_bytes = 16};
+  uint8_t junk[16] = {0};
+  dl_err err;
+  CHECK(dl_tensor_decode(&bad, junk, y, &err) != 0, "an unknown codec is refused (%s)", err.msg);
+  CHECK(dl_codec_quantized_bytes(DL_CODEC_F32, 1u << 20, 1u << 20) == 0, "a 2^40-value tensor is refused");
+  free(x);
+  free(y);
+}
+
+static void test_codec_spec(void) {
+  dl_codec_spec s;
+  dl_err err;
+  CHECK(dl_codec_spec_parse("f16,patch=int8", &s, &err) == 0 && s.default_codec == DL_CODEC_F16 &&
+            dl_codec_spec_for(&s, "patch") == DL_CODEC_INT8_ROW && dl_codec_spec_for(&s, "cls") == DL_CODEC_F16,
+        "codec spec f16,patch=int8");
+  CHECK(dl_codec_spec_parse("f17", &s, &err) != 0, "codec spec f17 refused: %s", err.msg);
+  CHECK(dl_codec_spec_parse("f32,patch", &s, &err) != 0, "codec spec f32,patch refused: %s", err.msg);
+}
+
+static dl_encoded_block *synthetic_block(uint64_t b) {
+  dl_synthetic_spec spec = {.dim = 8, .patches = 2, .crops = 1, .block_size = 2};
+  dl_target_block tb;
+  memset(&tb, 0, sizeof tb);
+  dl_synthetic_compute(&spec, b, 224, &tb, NULL);
+  dl_codec_spec cs = {.default_codec = DL_CODEC_F32};
+  dl_encoded_block *e = dl_encode_block(&tb, &cs, 0, NULL);
+  dl_target_block_free(&tb);
+  return e;
+}
+
+static void test_envelopes(void) {
+  dl_encoded_block *e = synthetic_block(3);
+  size_t n;
+  uint8_t *env = dl_encoded_block_pack_envelope(e, &n);
+  dl_envelope *d;
+  dl_err err;
+  CHECK(dl_envelope_decode(env, n, &d, &err) == 0 && d->body_case == DISTILL__ENVELOPE__BODY_BLOCK,
+        "a BLOCK envelope round-trips (%zu bytes)", n);
+  dl_target_block tb;
+  CHECK(dl_decode_block_msg(d->block, e->payload, e->payload_bytes, &tb, &err) == 0 && tb.block == 3,
+        "its payload decodes and passes the checksum");
+  dl_target_block_free(&tb);
+  // The checksum covers the metadata: another block id with this payload fails.
+  d->block->block = 4;
+  CHECK(dl_decode_block_msg(d->block, e->payload, e->payload_bytes, &tb, &err) != 0,
+        "the same payload under another block id fails: %s", err.msg);
+  dl_envelope_free(d);
+  int caught = 0;
+  for (size_t i = 0; i < n; i++) {
+    env[i] ^= 0x10;
+    if (dl_envelope_decode(env, n, &d, &err) != 0) caught++; else dl_envelope_free(d);
+    env[i] ^= 0x10;
+  }
+  CHECK(caught == (int)n, "every one-bit change of the envelope is refused (%d of %zu)", caught, n);
+  CHECK(dl_envelope_decode((const uint8_t *)"\xff\xff\xff", 3, &d, &err) != 0, "garbage refused: %s", err.msg);
+  free(env);
+  dl_encoded_block_unref(e);
+}
+
+static void test_cache(void) {
+  dl_encoded_block *b[4];
+  for (int i = 0; i < 4; i++) b[i] = synthetic_block((uint64_t)i);
+  size_t one = b[0]->payload_bytes;
+  dl_block_cache *c = dl_block_cache_create(3 * one);
+  for (int i = 0; i < 3; i++) dl_block_cache_put(c, b[i]);
+  dl_encoded_block *hit = dl_block_cache_get(c, 0, 224);  // 0 becomes the most recent
+  dl_encoded_block_unref(hit);
+  dl_block_cache_put(c, b[3]);  // evicts 1, the least recently used
+  dl_encoded_block *g0 = dl_block_cache_get(c, 0, 224), *g1 = dl_block_cache_get(c, 1, 224);
+  CHECK(hit == b[0] && g0 && !g1 && dl_block_cache_count(c) == 3 && dl_block_cache_bytes(c) == 3 * one &&
+            dl_block_cache_evictions(c) == 1,
+        "LRU: budget of 3 blocks keeps the 3 most recent (count %zu, evictions %llu)",
+        dl_block_cache_count(c), (unsigned long long)dl_block_cache_evictions(c));
+  dl_encoded_block_unref(g0);
+  dl_block_cache *none = dl_block_cache_create(0);
+  dl_block_cache_put(none, b[0]);
+  CHECK(dl_block_cache_get(none, 0, 224) == NULL, "a zero budget keeps nothing");
+  dl_block_cache_destroy(none);
+  dl_block_cache_destroy(c);
+  for (int i = 0; i < 4; i++) {
+    CHECK(atomic_load(&b[i]->refs) == 1, "block %d: the cache dropped its references", i);
+    dl_encoded_block_unref(b[i]);
+  }
+}
+
+static void test_rendezvous(void) {
+  const char *ids[3] = {"t0", "t1", "t2"};
+  bool all[3] = {true, true, true}, two[3] = {true, false, true};
+  int count[3] = {0}, moved_wrongly = 0;
+  for (uint64_t b = 0; b < 30000; b++) {
+    int w = dl_rendezvous_pick(ids, all, 3, b);
+    count[w]++;
+    int w2 = dl_rendezvous_pick(ids, two, 3, b);
+    if (w != 1 && w2 != w) moved_wrongly++;
+  }
+  CHECK(count[0] > 9000 && count[1] > 9000 && count[2] > 9000, "3 teachers share 30000 blocks: %d %d %d",
+        count[0], count[1], count[2]);
+  CHECK(moved_wrongly == 0, "removing t1 moves only t1's blocks (%d others moved)", moved_wrongly);
+  bool none[3] = {false, false, false};
+  CHECK(dl_rendezvous_pick(ids, none, 3, 1) == -1, "no live teacher: no pick");
+}
+
+// One encoded block sent to three peers over inproc, where ZeroMQ hands
+// messages over by reference: every receiver sees the teacher's own buffer,
+// and the references come back to one when the frames are gone.
+static void test_shared_payload(void) {
+  void *ctx = zmq_ctx_new();
+  void *router = zmq_socket(ctx, ZMQ_ROUTER);
+  int one = 1;
+  zmq_setsockopt(router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
+  zmq_bind(router, "inproc://shared-payload");
+  void *peers[3];
+  uint8_t rid[3][4];
+  for (int i = 0; i < 3; i++) {
+    peers[i] = zmq_socket(ctx, ZMQ_DEALER);
+    memcpy(rid[i], "peer", 4);
+    rid[i][3] = (uint8_t)('0' + i);
+    zmq_setsockopt(peers[i], ZMQ_ROUTING_ID, rid[i], 4);
+    zmq_connect(peers[i], "inproc://shared-payload");
+  }
+  dl_encoded_block *b = synthetic_block(9);
+  size_t n;
+  uint8_t *env = dl_encoded_block_pack_envelope(b, &n);
+  int sent = 0;
+  for (int i = 0; i < 3; i++) sent += dl_wire_send(router, rid[i], 4, env, n, b) == DL_WIRE_SENT;
+  int refs_in_flight = atomic_load(&b->refs);
+  int same_buffer = 0;
+  for (int i = 0; i < 3; i++) {
+    zmq_pollitem_t it = {peers[i], 0, ZMQ_POLLIN, 0};
+    zmq_poll(&it, 1, 1000);
+    dl_wire_msg m;
+    if (dl_wire_recv(peers[i], &m) == 1 && m.nframes == 2) {
+      size_t len;
+      same_buffer += dl_wire_frame(&m, 1, &len) == b->payload && len == b->payload_bytes;
+    }
+    dl_wire_msg_close(&m);
+  }
+  CHECK(sent == 3 && refs_in_flight == 4, "one block sent to 3 peers: 1 + 3 references while in flight (%d)",
+        refs_in_flight);
+  CHECK(same_buffer == 3, "all 3 peers received the teacher's own payload buffer, not copies (%d)", same_buffer);
+  CHECK(atomic_load(&b->refs) == 1, "the frames' references were dropped after delivery (%d left)",
+        (int)atomic_load(&b->refs));
+  uint8_t unknown[4] = {'n', 'o', 'n', 'e'};
+  CHECK(dl_wire_send(router, unknown, 4, env, n, b) == DL_WIRE_UNREACHABLE && atomic_load(&b->refs) == 1,
+        "a send to an unknown peer reports it unreachable and leaks no reference");
+  free(env);
+  dl_encoded_block_unref(b);
+  for (int i = 0; i < 3; i++) zmq_close(peers[i]);
+  zmq_close(router);
+  zmq_ctx_term(ctx);
+}
+
+int main(void) {
+  test_shared_payload();
+  test_xxhash64();
+  test_codecs();
+  test_codec_spec();
+  test_envelopes();
+  test_cache();
+  test_rendezvous();
+  return dl_test_summary("transport_unit");
+}

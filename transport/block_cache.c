@@ -1,0 +1,96 @@
+#include "transport/block_cache.h"
+
+#include <stdlib.h>
+
+typedef struct entry {
+  dl_encoded_block *blk;
+  struct entry *hnext;             // hash chain
+  struct entry *newer, *older;     // LRU list
+} entry;
+
+struct dl_block_cache {
+  size_t budget, bytes, count;
+  uint64_t evictions;
+  size_t nbuckets;
+  entry **buckets;
+  entry *newest, *oldest;
+};
+
+static size_t bucket_of(const dl_block_cache *c, uint64_t block, uint32_t res) {
+  uint64_t h = (block * 0x9E3779B97F4A7C15ULL) ^ ((uint64_t)res * 0xC2B2AE3D27D4EB4FULL);
+  return (size_t)(h >> 17) % c->nbuckets;
+}
+
+dl_block_cache *dl_block_cache_create(size_t budget_bytes) {
+  dl_block_cache *c = dl_calloc(1, sizeof *c);
+  c->budget = budget_bytes;
+  c->nbuckets = 4096;
+  c->buckets = dl_calloc(c->nbuckets, sizeof *c->buckets);
+  return c;
+}
+
+static void lru_unlink(dl_block_cache *c, entry *e) {
+  if (e->newer) e->newer->older = e->older; else c->newest = e->older;
+  if (e->older) e->older->newer = e->newer; else c->oldest = e->newer;
+  e->newer = e->older = NULL;
+}
+
+static void lru_push_newest(dl_block_cache *c, entry *e) {
+  e->older = c->newest;
+  e->newer = NULL;
+  if (c->newest) c->newest->newer = e;
+  c->newest = e;
+  if (!c->oldest) c->oldest = e;
+}
+
+static entry **find_slot(dl_block_cache *c, uint64_t block, uint32_t res) {
+  entry **p = &c->buckets[bucket_of(c, block, res)];
+  while (*p && !((*p)->blk->block == block && (*p)->blk->resolution == res)) p = &(*p)->hnext;
+  return p;
+}
+
+static void remove_entry(dl_block_cache *c, entry *e) {
+  entry **p = find_slot(c, e->blk->block, e->blk->resolution);
+  *p = e->hnext;
+  lru_unlink(c, e);
+  c->bytes -= e->blk->payload_bytes;
+  c->count--;
+  dl_encoded_block_unref(e->blk);
+  free(e);
+}
+
+void dl_block_cache_destroy(dl_block_cache *c) {
+  if (!c) return;
+  while (c->oldest) remove_entry(c, c->oldest);
+  free(c->buckets);
+  free(c);
+}
+
+dl_encoded_block *dl_block_cache_get(dl_block_cache *c, uint64_t block, uint32_t resolution) {
+  entry *e = *find_slot(c, block, resolution);
+  if (!e) return NULL;
+  lru_unlink(c, e);
+  lru_push_newest(c, e);
+  return dl_encoded_block_ref(e->blk);
+}
+
+void dl_block_cache_put(dl_block_cache *c, dl_encoded_block *blk) {
+  if (blk->payload_bytes > c->budget) return;
+  entry **slot = find_slot(c, blk->block, blk->resolution);
+  if (*slot) remove_entry(c, *slot);
+  while (c->oldest && c->bytes + blk->payload_bytes > c->budget) {
+    remove_entry(c, c->oldest);
+    c->evictions++;
+  }
+  entry *e = dl_calloc(1, sizeof *e);
+  e->blk = dl_encoded_block_ref(blk);
+  e->hnext = c->buckets[bucket_of(c, blk->block, blk->resolution)];
+  c->buckets[bucket_of(c, blk->block, blk->resolution)] = e;
+  lru_push_newest(c, e);
+  c->bytes += blk->payload_bytes;
+  c->count++;
+}
+
+size_t dl_block_cache_bytes(const dl_block_cache *c) { return c->bytes; }
+size_t dl_block_cache_count(const dl_block_cache *c) { return c->count; }
+uint64_t dl_block_cache_evictions(const dl_block_cache *c) { return c->evictions; }

@@ -1,0 +1,103 @@
+// The teacher side of the protocol: one ROUTER socket serving any number of
+// student ranks. The model plugs in through the compute_block callback; the
+// server owns everything around it (sessions, credit-limited requests,
+// coalescing, the LRU cache, the target store, heartbeats, CURVE).
+//
+//   dl_teacher_config cfg;
+//   dl_teacher_config_defaults(&cfg);
+//   cfg.bind = "tcp://*:5555";
+//   cfg.compute_block = my_forward;      // or dl_synthetic_compute
+//   cfg.compute_user = my_model;
+//   dl_teacher_server *s = dl_teacher_server_create(&cfg, &err);
+//   dl_teacher_server_run(s);            // until dl_teacher_server_stop(s)
+//   dl_teacher_metrics m = dl_teacher_server_metrics(s);
+//   dl_teacher_server_destroy(s);
+//
+// Threading: run/step and everything else run on one thread; only
+// dl_teacher_server_stop may be called from another thread or a signal handler.
+#ifndef DISTILL_TRANSPORT_TEACHER_SERVER_H
+#define DISTILL_TRANSPORT_TEACHER_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "transport/curve.h"
+#include "transport/encoded_block.h"
+#include "transport/target_block.h"
+
+// Computes the targets of one block at one resolution into out (zeroed on
+// entry; add tensors with dl_target_block_add and set first_sample and
+// num_samples). Returns 0, or -1 with a message: the requesting students get
+// a REJECT UNAVAILABLE for that block. Called on the server's thread.
+typedef int (*dl_compute_block_fn)(void *user, uint64_t block, uint32_t resolution,
+                                   dl_target_block *out, dl_err *err);
+
+typedef struct dl_teacher_config {
+  const char *bind;         // e.g. "tcp://127.0.0.1:5555", "ipc:///tmp/t.sock"
+  const char *teacher_id;   // stable across restarts (rendezvous key); NULL: bind
+  uint64_t recipe_hash;     // 0: accept any student's recipe
+  uint64_t weights_hash;
+  uint32_t embed_dim, patch_tokens;
+  int target_kind;          // 0 features, 1 prototypes
+  dl_codec_spec codecs;
+  int zstd_level;           // 0: no zstd
+  size_t cache_bytes;       // 0: no cache and no coalescing: every request computes
+  int heartbeat_ms;         // default 1000
+  int dead_after_ms;        // default 5000
+  int64_t max_msg_bytes;    // largest message a peer may send (ZMQ_MAXMSGSIZE)
+  int send_hwm;             // messages queued per peer before sends return "again"
+  dl_compute_block_fn compute_block;  // NULL: serve from the store only
+  void *compute_user;
+  const char *store_dir;    // read blocks from here when present (NULL: none)
+  bool store_write;         // also add every computed block to the store
+  const dl_curve_key *curve_secret;   // CURVE server when set
+  const dl_curve_key *allow;          // allowed student public keys (with curve_secret)
+  int nallow;
+  bool quiet;               // no log lines
+} dl_teacher_config;
+
+void dl_teacher_config_defaults(dl_teacher_config *c);
+
+typedef struct dl_teacher_metrics {
+  uint64_t requests;          // REQUEST messages
+  uint64_t blocks_requested;  // block ids in them
+  uint64_t blocks_served;     // BLOCK messages handed to ZeroMQ
+  uint64_t cache_hits;
+  uint64_t coalesced;         // requests that joined a pending computation
+  uint64_t computed;          // compute_block calls that succeeded
+  uint64_t store_hits;
+  uint64_t store_written;
+  uint64_t resent;            // sends retried after a full queue
+  uint64_t unavailable;
+  uint64_t bytes_raw;         // float32 bytes of the blocks served
+  uint64_t bytes_wire;        // payload bytes of the blocks served
+  uint64_t bad_messages;      // undecodable, malformed, or out of protocol
+  uint64_t rejected;          // HELLOs refused
+  uint64_t peers_welcomed;
+  uint64_t peers_lost;        // silent past dead_after, BYE, bad message, or unreachable
+  uint64_t peers_silent;      // of those, silent past dead_after
+  uint64_t live_peers;
+  uint64_t auth_refused;      // CURVE handshakes refused by the allow-list
+  uint64_t incarnation;
+} dl_teacher_metrics;
+
+typedef struct dl_teacher_server dl_teacher_server;
+
+dl_teacher_server *dl_teacher_server_create(const dl_teacher_config *cfg, dl_err *err);
+// Serves until dl_teacher_server_stop. Returns 0, or -1 on a socket failure.
+int dl_teacher_server_run(dl_teacher_server *s);
+// One round: waits up to timeout_ms for messages, handles them, computes at
+// most one queued block, retries full sends, runs the timers.
+int dl_teacher_server_step(dl_teacher_server *s, int timeout_ms);
+void dl_teacher_server_stop(dl_teacher_server *s);
+// The endpoint actually bound (a "tcp://127.0.0.1:*" bind gets its port here).
+const char *dl_teacher_server_endpoint(const dl_teacher_server *s);
+dl_teacher_metrics dl_teacher_server_metrics(const dl_teacher_server *s);
+// Prints the metrics as one key=value line.
+void dl_teacher_metrics_print(const dl_teacher_metrics *m, void *file);
+// Flushes the store, closes the sockets, frees.
+void dl_teacher_server_destroy(dl_teacher_server *s);
+
+#endif
