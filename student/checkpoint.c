@@ -114,14 +114,16 @@ static void prune(const char *dir, int keep) {
 int dl_checkpoint_export_ema(const char *path, const dl_trainer *t, dl_err *err) {
   const dl_optim_module *m = &t->mods[0];
   dl_st_out *o = dl_calloc((size_t)m->layout->count, sizeof *o);
+  int n = 0;
   for (int e = 0; e < m->layout->count; e++) {
     const dl_param_entry *pe = &m->layout->entries[e];
-    o[e].name = pe->name;
-    o[e].ndim = pe->ndim;
-    for (int d = 0; d < pe->ndim; d++) o[e].shape[d] = pe->shape[d];
-    o[e].data = m->ema + pe->offset;
+    if (pe->numel == 0) continue;  // register_tokens without registers: absent from official files
+    o[n].name = pe->name;
+    o[n].ndim = pe->ndim;
+    for (int d = 0; d < pe->ndim; d++) o[n].shape[d] = pe->shape[d];
+    o[n++].data = m->ema + pe->offset;
   }
-  int rc = dl_st_write_f32(path, o, m->layout->count, NULL, 0, err);
+  int rc = dl_st_write_f32(path, o, n, NULL, 0, err);
   free(o);
   return rc;
 }

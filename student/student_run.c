@@ -136,14 +136,15 @@ static int resume(run_state *s, dl_err *err) {
       }
       dl_checkpoint_close(&ck);
     }
+    if (rc == 0 && !automatic) return -1;  // the named checkpoint: its own message
     if (rc == 0) {
       refused++;
       fprintf(stderr, "distill: student: refusing checkpoint: %s%s\n", err->msg,
-              automatic && i + 1 < n ? "; trying the previous one" : "");
+              i + 1 < n ? "; trying the previous one" : "");
     }
   }
   if (automatic) dl_checkpoint_candidates_free(paths, n);
-  if (rc == 0 && refused) return dl_fail(err, "no usable checkpoint (%d refused; see above)", refused);
+  if (rc == 0 && refused) return dl_fail(err, "no usable checkpoint in %s (%d refused; see above)", s->ckpt_dir, refused);
   if (rc == 1) {
     s->last_ckpt_step = s->t.step;
     char detail[64];

@@ -1,0 +1,178 @@
+#!/usr/bin/env bash
+# End-to-end tests of `distill student` against `distill teacher --synthetic`
+# (loopback only; every process is stopped by the test). One case per call:
+#   service_test.sh CASE DISTILL SOURCE_DIR WORK_DIR
+# reference  an uninterrupted run: the losses the other cases must reproduce
+# sigterm    stopped by SIGTERM at some step k, resumed with --resume auto
+# sigkill    killed by SIGKILL after a checkpoint, resumed with --resume auto
+# truncated  the newest checkpoint truncated: refused by name, the previous used
+# typo       a recipe key misspelt: exit 2 naming the key and its line
+# export     the exported EMA backbone in PyTorch equals `distill embed` (1e-4)
+# teacher    the teacher killed with SIGKILL mid-run and restarted: the student
+#            finishes with the reference losses
+set -euo pipefail
+case_name=$1 distill=$2 src=$3 work=$4
+recipe=$src/tests/service/features.yaml
+ref=$work/reference
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+fail() { echo "FAIL $*"; exit 1; }
+ok() { echo "ok   $*"; }
+
+# start_teacher PORT: a synthetic teacher for the recipe's shapes (16 floats, 4 patches).
+start_teacher() {
+  "$distill" teacher --synthetic 16,4 --block-size 4 --crops 2 --bind "tcp://127.0.0.1:$1" \
+    --heartbeat-ms 100 --dead-after-ms 1000 --quiet >/dev/null &
+  teacher_pid=$!
+  pids+=("$teacher_pid")
+}
+
+student() {  # student PORT OUT [flags...]
+  local port=$1 out=$2
+  shift 2
+  "$distill" student --recipe "$recipe" --teachers "tcp://127.0.0.1:$port" --out "$out" \
+    --heartbeat-ms 100 --dead-after-ms 500 "$@"
+}
+
+# student_bg PORT OUT: the same in the background, its own pid in $sp (a
+# backgrounded shell function would give the subshell's pid instead).
+student_bg() {
+  "$distill" student --recipe "$recipe" --teachers "tcp://127.0.0.1:$1" --out "$2" \
+    --heartbeat-ms 100 --dead-after-ms 500 --quiet &
+  sp=$!
+  pids+=("$sp")
+}
+
+steps_done() {
+  local n
+  n=$(grep -c '"step":.*"loss"' "$1/metrics.jsonl" 2>/dev/null) || true
+  echo "${n:-0}"
+}
+at_least() { [ "$(steps_done "$1")" -ge "$2" ]; }
+
+# wait_for COND_CMD...: up to 50 s.
+wait_for() {
+  for _ in $(seq 500); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
+# same_losses OUT: every step of the reference has the same loss terms in OUT
+# (the last line of each step, as a resumed run repeats steps after the checkpoint).
+same_losses() {
+  python3 - "$ref/metrics.jsonl" "$1/metrics.jsonl" <<'PY'
+import json, sys
+def losses(path):
+    out = {}
+    for line in open(path):
+        r = json.loads(line)
+        if "loss" in r:
+            out[r["step"]] = tuple(r[k] for k in ("loss", "dino", "ibot", "koleo", "feat_cls", "feat_cos", "feat_l1"))
+    return out
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+bad = [s for s in a if b.get(s) != a[s]]
+print(f"{len(a)} reference steps, {len(b)} in the resumed run, {len(bad)} differ" + (f" (first: step {bad[0]})" if bad else ""))
+sys.exit(1 if bad or len(a) != len(b) else 0)
+PY
+}
+
+case $case_name in
+reference)
+  rm -rf "$ref"
+  start_teacher 15611
+  student 15611 "$ref" --quiet || fail "reference run"
+  n=$(steps_done "$ref")
+  [ "$n" = 40 ] && ok "reference run: 40 steps" || fail "reference run logged $n steps"
+  ;;
+sigterm)
+  out=$work/sigterm
+  rm -rf "$out"
+  start_teacher 15612
+  student_bg 15612 "$out"
+  wait_for at_least "$out" 10 || fail "no progress"
+  kill -TERM "$sp"
+  rc=0; wait "$sp" || rc=$?
+  [ $rc = 0 ] || fail "SIGTERM: exit $rc"
+  k=$(steps_done "$out")
+  [ "$k" -lt 40 ] || fail "the run ended before SIGTERM reached it"
+  grep -q '"event":"stop","step":'"$k" "$out/metrics.jsonl" || fail "no stop event at step $k"
+  [ -f "$out/checkpoints/ckpt-$(printf %010d "$k").safetensors" ] || fail "no checkpoint at step $k"
+  ok "SIGTERM after $k steps: exit 0, checkpoint at step $k"
+  student 15612 "$out" --quiet --resume auto || fail "resume"
+  grep -q '"event":"resume","step":'"$k" "$out/metrics.jsonl" || fail "did not resume at step $k"
+  same_losses "$out" && ok "resumed at step $k: every loss term equals the uninterrupted run's, bitwise" || fail "losses differ"
+  ;;
+sigkill)
+  out=$work/sigkill
+  rm -rf "$out"
+  start_teacher 15613
+  student_bg 15613 "$out"
+  wait_for test -f "$out/checkpoints/ckpt-0000000008.safetensors" || fail "no checkpoint at step 8"
+  wait_for at_least "$out" 10 || fail "no progress"
+  kill -KILL "$sp"
+  wait "$sp" 2>/dev/null || true
+  k=$(steps_done "$out")
+  c=$(sed -n 's/ckpt-0*\([0-9][0-9]*\)\.safetensors/\1/p' "$out/checkpoints/latest")
+  [ "$k" -lt 40 ] || fail "the run ended before SIGKILL reached it"
+  ok "SIGKILL after $k steps, latest checkpoint at step $c"
+  student 15613 "$out" --quiet --resume auto || fail "resume"
+  grep -q '"event":"resume","step":'"$c" "$out/metrics.jsonl" || fail "did not resume at step $c"
+  same_losses "$out" && ok "resumed at step $c: every loss term equals the uninterrupted run's, bitwise" || fail "losses differ"
+  ;;
+truncated)
+  out=$work/truncated
+  rm -rf "$out"
+  mkdir -p "$out/checkpoints"
+  cp "$ref"/checkpoints/ckpt-* "$ref/checkpoints/latest" "$out/checkpoints/"
+  grep -v '"step":3[6-9],' "$ref/metrics.jsonl" | grep -v '"event"' > "$out/metrics.jsonl"
+  start_teacher 15614
+  newest=$out/checkpoints/ckpt-0000000040.safetensors
+  size=$(stat -c %s "$newest")
+  truncate -s $((size / 2)) "$newest"
+  err=$(student 15614 "$out" --quiet --resume auto 2>&1 >/dev/null) && rc=0 || rc=$?
+  echo "$err"
+  [ $rc = 0 ] || fail "exit $rc"
+  echo "$err" | grep -q "refusing checkpoint: .*ckpt-0000000040.safetensors" || fail "no message naming the truncated file"
+  grep -q '"event":"resume","step":36' "$out/metrics.jsonl" || fail "did not resume from step 36"
+  ok "truncated checkpoint refused with its name, resumed from the previous one (step 36)"
+  same_losses "$out" && ok "steps 36-39 again: the reference losses" || fail "losses differ"
+  # A flipped byte inside the data is caught by the content hash.
+  cp "$ref/checkpoints/ckpt-0000000036.safetensors" "$out/flipped.safetensors"
+  printf '\x7f' | dd of="$out/flipped.safetensors" bs=1 seek=$(( $(stat -c %s "$out/flipped.safetensors") - 9 )) conv=notrunc 2>/dev/null
+  err=$(student 15614 "$out/x" --quiet --resume "$out/flipped.safetensors" 2>&1) && rc=0 || rc=$?
+  echo "$err"
+  [ $rc = 2 ] && [ "$(echo "$err" | wc -l)" = 1 ] && echo "$err" | grep -q "corrupt checkpoint" && ok "a flipped byte: refused as corrupt, exit 2" || fail "flipped byte: exit $rc"
+  ;;
+typo)
+  bad=$work/typo.yaml
+  sed 's/^  warmup: 3/  wramup: 3/' "$recipe" > "$bad"
+  line=$(grep -n wramup "$bad" | cut -d: -f1)
+  err=$("$distill" student --recipe "$bad" --teachers tcp://127.0.0.1:15615 --out "$work/typo" 2>&1) && rc=0 || rc=$?
+  echo "$err"
+  [ $rc = 2 ] || fail "exit $rc"
+  [ "$(echo "$err" | wc -l)" = 1 ] || fail "more than one line"
+  echo "$err" | grep -q "typo.yaml:$line: unknown key 'wramup' in section optim" && ok "exit 2, one line naming the key and line $line" || fail "message"
+  ;;
+export)
+  exp=$ref/checkpoints/student-ema-0000000040.safetensors
+  /usr/bin/python3 "$src/tests/service/export_torch.py" "$distill" "$exp" "$work/export" || fail "export in PyTorch"
+  ;;
+teacher)
+  out=$work/teacher
+  rm -rf "$out"
+  start_teacher 15616
+  student_bg 15616 "$out"
+  wait_for at_least "$out" 10 || fail "no progress"
+  kill -KILL "$teacher_pid"
+  k=$(steps_done "$out")
+  sleep 1.5
+  [ "$(steps_done "$out")" -lt 40 ] || fail "the run ended before the teacher died"
+  start_teacher 15616
+  rc=0; wait "$sp" || rc=$?
+  [ $rc = 0 ] || fail "student exit $rc after the teacher's restart"
+  ok "teacher killed after step $k and restarted: the student finished"
+  same_losses "$out" && ok "the reference losses" || fail "losses differ"
+  ;;
+*) fail "unknown case $case_name" ;;
+esac
