@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end tests of `distill student` against `distill teacher --synthetic`
 # (loopback only; every process is stopped by the test). One case per call:
-#   service_test.sh CASE DISTILL SOURCE_DIR WORK_DIR
+#   service_test.sh CASE DISTILL SOURCE_DIR WORK_DIR GRID_TEACHER
 # reference  an uninterrupted run: the losses the other cases must reproduce
 # sigterm    stopped by SIGTERM at some step k, resumed with --resume auto
 # sigkill    killed by SIGKILL after a checkpoint, resumed with --resume auto
@@ -10,8 +10,13 @@
 # export     the exported EMA backbone in PyTorch equals `distill embed` (1e-4)
 # teacher    the teacher killed with SIGKILL mid-run and restarted: the student
 #            finishes with the reference losses
+# prototypes prototypes targets (DINO, iBOT, KoLeo): finite losses, and exact
+#            resume after SIGTERM
+# hires      the last 4 steps at 42 px: the switch at step 8, the 42 px
+#            targets, the export's 3x3 position grid, and exact resumes from
+#            the checkpoints before and after the switch
 set -euo pipefail
-case_name=$1 distill=$2 src=$3 work=$4
+case_name=$1 distill=$2 src=$3 work=$4 grid_teacher=${5:-}
 recipe=$src/tests/service/features.yaml
 ref=$work/reference
 pids=()
@@ -58,10 +63,10 @@ wait_for() {
   return 1
 }
 
-# same_losses OUT: every step of the reference has the same loss terms in OUT
+# same_losses OUT [REF]: every step of the reference has the same loss terms in OUT
 # (the last line of each step, as a resumed run repeats steps after the checkpoint).
 same_losses() {
-  python3 - "$ref/metrics.jsonl" "$1/metrics.jsonl" <<'PY'
+  python3 - "${2:-$ref}/metrics.jsonl" "$1/metrics.jsonl" <<'PY'
 import json, sys
 def losses(path):
     out = {}
@@ -173,6 +178,58 @@ teacher)
   [ $rc = 0 ] || fail "student exit $rc after the teacher's restart"
   ok "teacher killed after step $k and restarted: the student finished"
   same_losses "$out" && ok "the reference losses" || fail "losses differ"
+  ;;
+prototypes)
+  recipe=$src/tests/service/prototypes.yaml
+  ref=$work/prototypes-ref
+  out=$work/prototypes
+  rm -rf "$ref" "$out"
+  start_teacher 15617
+  student 15617 "$ref" --quiet || fail "prototypes run"
+  python3 - "$ref/metrics.jsonl" <<'PY' || fail "losses"
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+ok = len(rows) == 40 and all(math.isfinite(r["loss"]) and r["dino"] > 0 and r["ibot"] > 0 and r["koleo"] != 0 for r in rows)
+print(f"{len(rows)} steps, DINO {rows[0]['dino']:.4f} -> {rows[-1]['dino']:.4f}, iBOT {rows[0]['ibot']:.4f} -> {rows[-1]['ibot']:.4f}, "
+      f"teacher temp {rows[0]['teacher_temp']:.3f} -> {rows[-1]['teacher_temp']:.3f}")
+sys.exit(0 if ok and rows[0]["teacher_temp"] < rows[-1]["teacher_temp"] else 1)
+PY
+  ok "prototypes: 40 steps, DINO, iBOT and KoLeo finite and non-zero, teacher temperature warmed up"
+  student_bg 15617 "$out"
+  wait_for at_least "$out" 10 || fail "no progress"
+  kill -TERM "$sp"
+  rc=0; wait "$sp" || rc=$?
+  [ $rc = 0 ] || fail "SIGTERM: exit $rc"
+  student 15617 "$out" --quiet --resume auto || fail "resume"
+  same_losses "$out" && ok "prototypes: resumed after SIGTERM at step $(grep -o '"event":"stop","step":[0-9]*' "$out/metrics.jsonl" | grep -o '[0-9]*$'), the same losses bitwise" || fail "losses differ"
+  ;;
+hires)
+  recipe=$src/tests/service/hires.yaml
+  ref=$work/hires-ref
+  rm -rf "$ref" "$work"/hires-from-*
+  "$grid_teacher" tcp://127.0.0.1:15618 16 4 2 &
+  pids+=("$!")
+  student 15618 "$ref" --quiet || fail "hires run"
+  grep -q '"event":"hires","step":8' "$ref/metrics.jsonl" || fail "no switch at step 8"
+  python3 - "$ref/metrics.jsonl" "$ref/checkpoints/student-ema-0000000012.safetensors" "$src/tools" <<'PY' || fail "hires checks"
+import json, sys
+sys.path.insert(0, sys.argv[3])
+import st_io
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+res = [r["resolution"] for r in rows]
+t, _ = st_io.read(sys.argv[2])
+pos = t["pos_embed"][1]
+print(f"resolutions by step: {res}; exported pos_embed {pos}")
+sys.exit(0 if res == [28] * 8 + [42] * 4 and pos == [1, 10, 32] else 1)
+PY
+  ok "steps 0-7 at 28 px, 8-11 at 42 px; the exported EMA has a 3x3 position grid"
+  for c in 8 10; do
+    out=$work/hires-from-$c
+    mkdir -p "$out"
+    grep '"loss"' "$ref/metrics.jsonl" | head -n $c > "$out/metrics.jsonl"
+    student 15618 "$out" --quiet --resume "$ref/checkpoints/ckpt-$(printf %010d $c).safetensors" || fail "resume from $c"
+    same_losses "$out" && ok "resumed from the checkpoint at step $c: the same losses bitwise" || fail "losses differ from step $c"
+  done
   ;;
 *) fail "unknown case $case_name" ;;
 esac
