@@ -23,7 +23,8 @@ static void on_signal(int sig) {
 
 int cmd_student(int argc, char **argv) {
   const char *recipe_path = NULL, *teachers = NULL, *resume = NULL, *out = "out/student", *group = NULL;
-  int rank = 0, world = 1, heartbeat_ms = 0, dead_after_ms = 0;
+  const char *metrics_addr = "127.0.0.1";
+  int rank = 0, world = 1, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0;
   bool quiet = false;
   const dl_flag flags[] = {
       {"recipe", DL_FLAG_STRING, &recipe_path, "FILE", "the recipe (YAML; docs/recipes.md)"},
@@ -33,6 +34,8 @@ int cmd_student(int argc, char **argv) {
       {"resume", DL_FLAG_STRING, &resume, "auto|FILE", "continue from the newest usable checkpoint, or from FILE"},
       {"out", DL_FLAG_STRING, &out, "DIR", "metrics.jsonl and checkpoints/ go here (default out/student)"},
       {"group", DL_FLAG_STRING, &group, "NAME", "the group's name on the wire (default: the --out folder's name)"},
+      {"metrics-port", DL_FLAG_INT, &metrics_port, "P", "serve Prometheus text metrics on this TCP port"},
+      {"metrics-addr", DL_FLAG_STRING, &metrics_addr, "IP", "address for --metrics-port (default 127.0.0.1; 0.0.0.0 for all)"},
       {"heartbeat-ms", DL_FLAG_INT, &heartbeat_ms, "MS", "heartbeat interval (default 1000)"},
       {"dead-after-ms", DL_FLAG_INT, &dead_after_ms, "MS", "a silent teacher is dead after this (default 5000)"},
       {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no progress or event lines"},
@@ -49,6 +52,7 @@ int cmd_student(int argc, char **argv) {
   dl_require_flag(&spec, "teachers", teachers);
   if (world < 1 || rank < 0 || rank >= world) dl_die_input("student: --rank %d must lie in [0, --world %d)", rank, world);
   if (world > 1) dl_die_input("student: --world %d: data parallel ranks need the MPI reduction, which is not built yet", world);
+  if (metrics_port < 0 || metrics_port > 65535) dl_die_input("student: --metrics-port %d is not a TCP port", metrics_port);
   if (heartbeat_ms < 0 || dead_after_ms < 0) dl_die_input("student: --heartbeat-ms and --dead-after-ms must be positive");
 
   dl_err err;
@@ -87,7 +91,7 @@ int cmd_student(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   dl_student_options o = {.recipe = &recipe, .recipe_text = text, .teachers = eps, .nteachers = n, .rank = rank,
                           .world = world, .resume = resume, .out_dir = out, .group = group ? group : basename(out_copy),
-                          .heartbeat_ms = heartbeat_ms, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop};
+                          .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop};
   int rc = dl_student_run(&o, &err);
   if (rc) fprintf(stderr, "distill: student: %s\n", err.msg);
   free(list);

@@ -11,6 +11,7 @@
 #include "student/checkpoint.h"
 #include "student/hires.h"
 #include "student/metrics.h"
+#include "student/metrics_http.h"
 #include "student/step_batch.h"
 #include "student/student_model.h"
 #include "transport/malloc_tuning.h"
@@ -32,6 +33,8 @@ typedef struct run_state {
   dl_loader *loader;
   dl_step_batch batch;
   dl_student_log log;
+  dl_metrics_http *http;
+  dl_student_metrics client_totals;  // of clients already closed (one per phase)
   char ckpt_dir[1100];
   long last_ckpt_step;
   double last_ckpt_time;
@@ -46,7 +49,21 @@ static int make_dir(const char *path, dl_err *err) {
   return 0;
 }
 
+static void add_client_metrics(dl_student_metrics *a, const dl_student_metrics *b) {
+  a->received += b->received;
+  a->rerequested += b->rerequested;
+  a->checksum_failures += b->checksum_failures;
+  a->failovers += b->failovers;
+  a->teacher_deaths += b->teacher_deaths;
+  a->teacher_restarts += b->teacher_restarts;
+  a->bytes_wire += b->bytes_wire;
+}
+
 static void stop_stream(run_state *s) {
+  if (s->client) {
+    dl_student_metrics m = dl_student_client_metrics(s->client);
+    add_client_metrics(&s->client_totals, &m);
+  }
   if (s->loader) dl_loader_stop(s->loader);
   if (s->client) dl_student_client_destroy(s->client);
   s->loader = NULL;
@@ -213,6 +230,53 @@ static int next_target(run_state *s, dl_target_block *tb, dl_err *err) {
   }
 }
 
+// The Prometheus exposition of the latest step.
+static void publish(run_state *s, const dl_step_report *r, double images_per_s) {
+  if (!s->http) return;
+  dl_student_metrics m = s->client_totals;
+  if (s->client) {
+    dl_student_metrics c = dl_student_client_metrics(s->client);
+    add_client_metrics(&m, &c);
+    m.live_teachers = c.live_teachers;
+  }
+  char labels[160], text[4096];
+  snprintf(labels, sizeof labels, "group=\"%s\",rank=\"%d\"", s->o->group, s->o->rank);
+  const struct { const char *name, *type, *term; double value; } rows[] = {
+      {"distill_student_step", "gauge", NULL, (double)s->t.step},
+      {"distill_student_steps_total_planned", "gauge", NULL, (double)s->r->train.steps},
+      {"distill_student_resolution", "gauge", NULL, (double)s->global_size},
+      {"distill_student_loss", "gauge", "total", r->total},
+      {"distill_student_loss", "gauge", "dino", r->dino},
+      {"distill_student_loss", "gauge", "ibot", r->ibot},
+      {"distill_student_loss", "gauge", "koleo", r->koleo},
+      {"distill_student_loss", "gauge", "feat_cls", r->feat_cls},
+      {"distill_student_loss", "gauge", "feat_cos", r->feat_cos},
+      {"distill_student_loss", "gauge", "feat_l1", r->feat_l1},
+      {"distill_student_learning_rate", "gauge", NULL, r->lr},
+      {"distill_student_images_per_second", "gauge", NULL, images_per_s},
+      {"distill_student_checkpoint_step", "gauge", NULL, (double)s->last_ckpt_step},
+      {"distill_student_blocks_received_total", "counter", NULL, (double)m.received},
+      {"distill_student_blocks_rerequested_total", "counter", NULL, (double)m.rerequested},
+      {"distill_student_checksum_failures_total", "counter", NULL, (double)m.checksum_failures},
+      {"distill_student_failovers_total", "counter", NULL, (double)m.failovers},
+      {"distill_student_teacher_restarts_total", "counter", NULL, (double)m.teacher_restarts},
+      {"distill_student_live_teachers", "gauge", NULL, (double)m.live_teachers},
+      {"distill_student_wire_bytes_total", "counter", NULL, (double)m.bytes_wire},
+  };
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0] && n < sizeof text; i++) {
+    if (i == 0 || strcmp(rows[i].name, rows[i - 1].name) != 0)
+      n += (size_t)snprintf(text + n, sizeof text - n, "# TYPE %s %s\n", rows[i].name, rows[i].type);
+    if (n >= sizeof text) break;
+    if (rows[i].term)
+      n += (size_t)snprintf(text + n, sizeof text - n, "%s{%s,term=\"%s\"} %.9g\n", rows[i].name, labels,
+                            rows[i].term, rows[i].value);
+    else
+      n += (size_t)snprintf(text + n, sizeof text - n, "%s{%s} %.9g\n", rows[i].name, labels, rows[i].value);
+  }
+  dl_metrics_http_publish(s->http, text);
+}
+
 // One training step; 1 done, 0 stopped by a signal before it began, -1 fatal.
 static int train_step(run_state *s, dl_err *err) {
   const double t0 = dl_now_seconds();
@@ -233,7 +297,9 @@ static int train_step(run_state *s, dl_err *err) {
   dl_step_report rep;
   const dl_train_batch b = dl_step_batch_view(&s->batch);
   if (dl_trainer_step(&s->t, &b, &rep, err)) return -1;
-  dl_student_log_step(&s->log, s->t.step - 1, s->global_size, &rep, dl_now_seconds() - t0, s->r->train.batch);
+  const double seconds = dl_now_seconds() - t0;
+  dl_student_log_step(&s->log, s->t.step - 1, s->global_size, &rep, seconds, s->r->train.batch);
+  publish(s, &rep, seconds > 0 ? s->r->train.batch / seconds : 0.0);
   return 1;
 }
 
@@ -270,6 +336,9 @@ int dl_student_run(const dl_student_options *o, dl_err *err) {
   s.r = o->recipe;
   dl_transport_tune_malloc();
   int status = 2;
+  if (o->metrics_port && !(s.http = dl_metrics_http_start(o->metrics_addr ? o->metrics_addr : "127.0.0.1",
+                                                          o->metrics_port, err)))
+    return 2;
   if (make_dir(o->out_dir, err) == 0 &&
       dl_student_log_open(&s.log, o->out_dir, o->recipe->train.steps, 0, o->quiet, err) == 0 && setup(&s, err) == 0) {
     s.log.step_start = s.t.step;
@@ -281,5 +350,6 @@ int dl_student_run(const dl_student_options *o, dl_err *err) {
   if (s.have_heads) dl_head_free(&s.teacher_heads[0]), dl_head_free(&s.teacher_heads[1]);
   if (s.dataset) dl_dataset_close(s.dataset);
   if (s.log.jsonl) dl_student_log_close(&s.log);
+  dl_metrics_http_stop(s.http);
   return status;
 }

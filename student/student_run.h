@@ -20,6 +20,8 @@ typedef struct dl_student_options {
   const char *out_dir;
   const char *group;              // the student group's name (default: the out folder's name)
   int heartbeat_ms, dead_after_ms;
+  int metrics_port;               // Prometheus text endpoint (0: none)
+  const char *metrics_addr;       // its address (default 127.0.0.1)
   bool quiet;
   volatile sig_atomic_t *stop;    // set by SIGTERM/SIGINT: checkpoint and leave
 } dl_student_options;

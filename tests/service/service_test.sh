@@ -12,6 +12,8 @@
 #            finishes with the reference losses
 # prototypes prototypes targets (DINO, iBOT, KoLeo): finite losses, and exact
 #            resume after SIGTERM
+# metrics    --metrics-port: the Prometheus text endpoint answers with the
+#            step, the losses and the transport counters while training
 # hires      the last 4 steps at 42 px: the switch at step 8, the 42 px
 #            targets, the export's 3x3 position grid, and exact resumes from
 #            the checkpoints before and after the switch
@@ -178,6 +180,34 @@ teacher)
   [ $rc = 0 ] || fail "student exit $rc after the teacher's restart"
   ok "teacher killed after step $k and restarted: the student finished"
   same_losses "$out" && ok "the reference losses" || fail "losses differ"
+  ;;
+metrics)
+  out=$work/metrics
+  rm -rf "$out"
+  sed 's/^  steps: 40/  steps: 100000/' "$recipe" > "$work/long.yaml"
+  recipe=$work/long.yaml
+  start_teacher 15619
+  "$distill" student --recipe "$recipe" --teachers tcp://127.0.0.1:15619 --out "$out" --quiet \
+    --metrics-port 15620 &
+  sp=$!
+  pids+=("$sp")
+  wait_for at_least "$out" 5 || fail "no progress"
+  kill -STOP "$teacher_pid"  # the student waits for targets while we scrape
+  python3 - <<'PY' || { kill -CONT "$teacher_pid"; fail "scrape"; }
+import re, sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:15620/metrics", timeout=5).read().decode()
+step = int(float(re.search(r'^distill_student_step\{group="metrics",rank="0"\} (\S+)$', text, re.M).group(1)))
+loss = float(re.search(r'^distill_student_loss\{group="metrics",rank="0",term="total"\} (\S+)$', text, re.M).group(1))
+blocks = int(float(re.search(r'^distill_student_blocks_received_total\{.*\} (\S+)$', text, re.M).group(1)))
+types = len(re.findall(r'^# TYPE ', text, re.M))
+print(f"scraped: step {step}, loss {loss:.4f}, blocks received {blocks}, {types} metric families")
+sys.exit(0 if step >= 5 and loss > 0 and blocks >= 2 * step and types >= 10 else 1)
+PY
+  kill -CONT "$teacher_pid"
+  ok "the Prometheus endpoint answers during training"
+  kill -TERM "$sp"
+  rc=0; wait "$sp" || rc=$?
+  [ $rc = 0 ] || fail "exit $rc after SIGTERM"
   ;;
 prototypes)
   recipe=$src/tests/service/prototypes.yaml
