@@ -230,8 +230,9 @@ int dl_checkpoint_open(const char *path, dl_checkpoint *ck, dl_err *err) {
   char want[32];
   snprintf(want, sizeof want, "%016" PRIx64, h);
   if (strcmp(want, hash) != 0) {
-    dl_checkpoint_close(ck);
-    return dl_fail(err, "%s: corrupt checkpoint (content hash %s, the file says %s)", path, want, hash);
+    dl_fail(err, "%s: corrupt checkpoint (content hash %s, the file says %.20s)", path, want, hash);
+    dl_checkpoint_close(ck);  // frees the metadata `hash` points into: after the message
+    return -1;
   }
   return 0;
 }
