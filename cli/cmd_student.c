@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "common/file_io.h"
+#include "student/reduce.h"
 #include "student/student_run.h"
 #include "transport/student_client.h"
 
@@ -24,13 +25,13 @@ static void on_signal(int sig) {
 int cmd_student(int argc, char **argv) {
   const char *recipe_path = NULL, *teachers = NULL, *resume = NULL, *out = "out/student", *group = NULL;
   const char *metrics_addr = "127.0.0.1";
-  int rank = 0, world = 1, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0;
+  int rank = -1, world = -1, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0;
   bool quiet = false;
   const dl_flag flags[] = {
       {"recipe", DL_FLAG_STRING, &recipe_path, "FILE", "the recipe (YAML; docs/recipes.md)"},
       {"teachers", DL_FLAG_STRING, &teachers, "EP[,EP..]", "teacher endpoints, e.g. tcp://10.0.0.5:5555"},
-      {"rank", DL_FLAG_INT, &rank, "R", "this rank in the group (default 0)"},
-      {"world", DL_FLAG_INT, &world, "W", "ranks in the group (default 1)"},
+      {"rank", DL_FLAG_INT, &rank, "R", "this rank in the group (default: mpirun's, else 0)"},
+      {"world", DL_FLAG_INT, &world, "W", "ranks in the group (default: mpirun's, else 1)"},
       {"resume", DL_FLAG_STRING, &resume, "auto|FILE", "continue from the newest usable checkpoint, or from FILE"},
       {"out", DL_FLAG_STRING, &out, "DIR", "metrics.jsonl and checkpoints/ go here (default out/student)"},
       {"group", DL_FLAG_STRING, &group, "NAME", "the group's name on the wire (default: the --out folder's name)"},
@@ -50,12 +51,19 @@ int cmd_student(int argc, char **argv) {
   if (dl_parse_flags(&spec, argc, argv, pos, 0, &npos)) return 0;
   dl_require_flag(&spec, "recipe", recipe_path);
   dl_require_flag(&spec, "teachers", teachers);
-  if (world < 1 || rank < 0 || rank >= world) dl_die_input("student: --rank %d must lie in [0, --world %d)", rank, world);
-  if (world > 1) dl_die_input("student: --world %d: data parallel ranks need the MPI reduction, which is not built yet", world);
+  // Ranks of a group are MPI processes (mpirun -np W distill student ...):
+  // the gradients and the Sinkhorn-Knopp sums travel through MPI.
+  dl_err err;
+  dl_group ranks;
+  if (dl_group_init(&ranks, &err)) dl_die_input("student: %s", err.msg);
+  if ((rank >= 0 && rank != ranks.rank) || (world >= 0 && world != ranks.world))
+    dl_die_input("student: --rank %d --world %d disagree with the launcher's rank %d of %d%s", rank, world, ranks.rank,
+                 ranks.world, ranks.mpi ? "" : " (start the ranks of a group with mpirun)");
+  rank = ranks.rank;
+  world = ranks.world;
   if (metrics_port < 0 || metrics_port > 65535) dl_die_input("student: --metrics-port %d is not a TCP port", metrics_port);
   if (heartbeat_ms < 0 || dead_after_ms < 0) dl_die_input("student: --heartbeat-ms and --dead-after-ms must be positive");
 
-  dl_err err;
   dl_recipe recipe;
   dl_mapped_file f;
   if (dl_map_file(recipe_path, &f, &err)) dl_die_input("%s", err.msg);
@@ -90,12 +98,13 @@ int cmd_student(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   dl_student_options o = {.recipe = &recipe, .recipe_text = text, .teachers = eps, .nteachers = n, .rank = rank,
-                          .world = world, .resume = resume, .out_dir = out, .group = group ? group : basename(out_copy),
+                          .world = world, .reduce = dl_group_reduce(&ranks), .resume = resume, .out_dir = out, .group = group ? group : basename(out_copy),
                           .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop};
   int rc = dl_student_run(&o, &err);
   if (rc) fprintf(stderr, "distill: student: %s\n", err.msg);
   free(list);
   free(out_copy);
   free(text);
+  dl_group_finalize(&ranks);
   return rc;
 }

@@ -6,11 +6,12 @@
 
 #include "common/timing.h"
 
-int dl_student_log_open(dl_student_log *l, const char *out_dir, long total_steps, long first_step, bool quiet,
-                        dl_err *err) {
+int dl_student_log_open(dl_student_log *l, const char *out_dir, int rank, long total_steps, long first_step,
+                        bool quiet, dl_err *err) {
   memset(l, 0, sizeof *l);
   char path[1200];
-  snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
+  if (rank == 0) snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
+  else snprintf(path, sizeof path, "%s/metrics-rank%d.jsonl", out_dir, rank);
   l->jsonl = fopen(path, "a");
   if (!l->jsonl) return dl_fail(err, "%s: cannot open for appending", path);
   l->tty = isatty(STDERR_FILENO);

@@ -19,7 +19,8 @@ typedef struct dl_student_log {
   long step_start;
 } dl_student_log;
 
-int dl_student_log_open(dl_student_log *l, const char *out_dir, long total_steps, long first_step, bool quiet,
+// Rank 0 writes metrics.jsonl, rank r > 0 metrics-rank<r>.jsonl.
+int dl_student_log_open(dl_student_log *l, const char *out_dir, int rank, long total_steps, long first_step, bool quiet,
                         dl_err *err);
 // One finished step (report of step `step`, 0-based) that took `seconds` for
 // `images` images over the group.

@@ -122,6 +122,8 @@ static int init_trainer(run_state *s, unsigned long long seed, dl_err *err) {
   dl_train_config cfg;
   dl_student_train_config(s->r, s->o->world, s->global_size, s->have_heads ? s->teacher_heads : NULL, s->vit.cfg.dim,
                           &cfg);
+  cfg.reduce = s->o->reduce;
+  cfg.world = s->o->world;
   if (dl_trainer_init(&s->t, &s->vit, &cfg, &s->teacher_heads[0], &s->teacher_heads[1], seed, err)) return -1;
   s->have_trainer = true;
   return 0;
@@ -224,7 +226,8 @@ static int switch_to_hires(run_state *s, dl_err *err) {
 // The rank's next target block; 1 got it, 0 stopped by a signal, -1 fatal.
 static int next_target(run_state *s, dl_target_block *tb, dl_err *err) {
   for (;;) {
-    if (*s->o->stop) return 0;
+    // A group stops together, between steps (the flag is reduced there).
+    if (*s->o->stop && s->o->world == 1) return 0;
     int rc = dl_student_client_next(s->client, tb, 200, err);
     if (rc != 0) return rc;
   }
@@ -297,6 +300,12 @@ static int train_step(run_state *s, dl_err *err) {
   dl_step_report rep;
   const dl_train_batch b = dl_step_batch_view(&s->batch);
   if (dl_trainer_step(&s->t, &b, &rep, err)) return -1;
+  if (s->o->world > 1) {  // the group's losses: the mean of the ranks' means
+    float terms[7] = {rep.total, rep.dino, rep.ibot, rep.koleo, rep.feat_cls, rep.feat_cos, rep.feat_l1};
+    dl_reduce_all(&s->o->reduce, terms, 7, DL_REDUCE_SUM);
+    float *dst[7] = {&rep.total, &rep.dino, &rep.ibot, &rep.koleo, &rep.feat_cls, &rep.feat_cos, &rep.feat_l1};
+    for (int i = 0; i < 7; i++) *dst[i] = terms[i] / (float)s->o->world;
+  }
   const double seconds = dl_now_seconds() - t0;
   dl_student_log_step(&s->log, s->t.step - 1, s->global_size, &rep, seconds, s->r->train.batch);
   publish(s, &rep, seconds > 0 ? s->r->train.batch / seconds : 0.0);
@@ -319,7 +328,9 @@ static int train(run_state *s, dl_err *err) {
     if (!s->client && start_stream(s, err)) return -1;
     int rc = train_step(s, err);
     if (rc < 0) return -1;
-    if (rc == 0 || *s->o->stop) {
+    float stop = *s->o->stop ? 1.0f : 0.0f;
+    if (s->o->world > 1) dl_reduce_all(&s->o->reduce, &stop, 1, DL_REDUCE_MAX);
+    if (rc == 0 || stop > 0.0f) {
       dl_student_log_event(&s->log, "stop", s->t.step, "signal: checkpoint and leave");
       return write_checkpoint(s, err);
     }
@@ -340,7 +351,7 @@ int dl_student_run(const dl_student_options *o, dl_err *err) {
                                                           o->metrics_port, err)))
     return 2;
   if (make_dir(o->out_dir, err) == 0 &&
-      dl_student_log_open(&s.log, o->out_dir, o->recipe->train.steps, 0, o->quiet, err) == 0 && setup(&s, err) == 0) {
+      dl_student_log_open(&s.log, o->out_dir, o->rank, o->recipe->train.steps, 0, o->quiet || o->rank > 0, err) == 0 && setup(&s, err) == 0) {
     s.log.step_start = s.t.step;
     status = train(&s, err) == 0 ? 0 : 1;
   }

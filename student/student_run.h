@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <signal.h>
 
+#include "model/losses.h"
 #include "recipe/recipe.h"
 
 typedef struct dl_student_options {
@@ -16,6 +17,7 @@ typedef struct dl_student_options {
   const char *const *teachers;
   int nteachers;
   int rank, world;
+  dl_reduce reduce;               // the group's sums (student/reduce.h); fn NULL with one rank
   const char *resume;             // NULL: fresh start, "auto": the checkpoint folder's newest usable, else a file
   const char *out_dir;
   const char *group;              // the student group's name (default: the out folder's name)

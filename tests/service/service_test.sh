@@ -14,6 +14,8 @@
 #            resume after SIGTERM
 # metrics    --metrics-port: the Prometheus text endpoint answers with the
 #            step, the losses and the transport counters while training
+# mpi        a 2-rank group (mpirun, 4 images per rank) reaches the same
+#            losses as the 1-rank reference (8 images) within 1e-4 relative
 # hires      the last 4 steps at 42 px: the switch at step 8, the 42 px
 #            targets, the export's 3x3 position grid, and exact resumes from
 #            the checkpoints before and after the switch
@@ -208,6 +210,28 @@ PY
   kill -TERM "$sp"
   rc=0; wait "$sp" || rc=$?
   [ $rc = 0 ] || fail "exit $rc after SIGTERM"
+  ;;
+mpi)
+  out=$work/mpi
+  rm -rf "$out"
+  start_teacher 15621
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+    timeout 100 mpirun -np 2 --oversubscribe "$distill" student --recipe "$recipe" --teachers tcp://127.0.0.1:15621 \
+    --out "$out" --quiet || fail "mpirun"
+  [ -f "$out/metrics-rank1.jsonl" ] || fail "rank 1 did not run"
+  python3 - "$ref/metrics.jsonl" "$out/metrics.jsonl" <<'PY' || fail "losses differ"
+import json, sys
+def rows(p):
+    return {r["step"]: r for r in map(json.loads, open(p)) if "loss" in r}
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+worst = 0.0
+for s in a:
+    for k in ("loss", "feat_cls", "feat_cos", "feat_l1"):
+        worst = max(worst, abs(b[s][k] - a[s][k]) / max(abs(a[s][k]), 1e-12))
+print(f"{len(b)} steps of the 2-rank group against {len(a)} of one rank: largest relative loss difference {worst:.3g}")
+sys.exit(0 if len(a) == len(b) == 40 and worst <= 1e-4 else 1)
+PY
+  ok "2 ranks (MPI) = 1 rank with the same global batch, within 1e-4 relative"
   ;;
 prototypes)
   recipe=$src/tests/service/prototypes.yaml
