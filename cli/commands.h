@@ -8,5 +8,6 @@ int cmd_inspect(int argc, char **argv);
 int cmd_preview(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_teacher(int argc, char **argv);
+int cmd_student(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const subcommand kSubcommands[] = {
     {"preview", cmd_preview, "a PNG of a recipe's samples and their augmented crops"},
     {"keygen", cmd_keygen, "a CURVE key pair for the transport (NAME.key, NAME.pub)"},
     {"teacher", cmd_teacher, "serve teacher targets to students over ZeroMQ"},
+    {"student", cmd_student, "train one rank of a student group on the teachers' targets"},
 };
 enum { kNumSubcommands = sizeof kSubcommands / sizeof kSubcommands[0] };
 

@@ -198,6 +198,16 @@ int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *
   dl_vit_backward(t->student, &t->ws_global, t->d_cls_all, NULL, t->d_patch_g, t->mods[0].grads, NULL);
   if (c->local_crops)
     dl_vit_backward(t->student, &t->ws_local, t->d_cls_all + (size_t)GB * D, NULL, NULL, t->mods[0].grads, NULL);
+  // Data parallel: every rank's loss is a mean over its own images, so the
+  // group's gradient is the mean of the ranks' gradients (before clipping,
+  // as DDP/FSDP average before clip_grad_norm_).
+  if (c->world > 1 && c->reduce.fn)
+    for (int k = 0; k < 3; k++) {
+      dl_optim_module *m = &t->mods[k];
+      dl_reduce_all(&c->reduce, m->grads, m->layout->total, DL_REDUCE_SUM);
+      const float inv = 1.0f / (float)c->world;
+      for (size_t i = 0; i < m->layout->total; i++) m->grads[i] *= inv;
+    }
   const double last_lr = dl_schedule_at(&s->last_layer_lr, t->step);
   for (int k = 0; k < 3; k++) {
     r->grad_norm[k] = c->adamw.clip > 0.0f ? dl_clip_grad_norm(&t->mods[k], c->adamw.clip) : 0.0;

@@ -32,6 +32,7 @@ typedef struct dl_train_config {
   dl_adamw_config adamw;
   dl_train_schedules sched;
   dl_reduce reduce;                // data-parallel sums (fn NULL: one rank)
+  int world;                       // ranks whose gradients are averaged through reduce (0 or 1: none)
 } dl_train_config;
 
 // What the teacher sends for one batch, crop-major (crop c, image i at row

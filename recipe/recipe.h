@@ -1,15 +1,73 @@
-// Recipes: one YAML file describing a distillation run. This loader knows the
-// `data` and `crops` sections; the service adds its sections here. Unknown
-// keys and bad values are refused with FILE:LINE, so a typo never silently
-// falls back to a default.
+// Recipes: one YAML file describing a distillation run (docs/recipes.md
+// explains every key). Sections: `data` and `crops` (the sample stream),
+// `model`, `train`, `optim`, `ema`, `checkpoint`, `hires` (the student;
+// recipe_student.c). Unknown keys and bad values are refused with FILE:LINE,
+// so a typo never silently falls back to a default.
 #ifndef DISTILL_RECIPE_RECIPE_H
 #define DISTILL_RECIPE_RECIPE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
 #include "data/augment.h"
+
+#define DL_RECIPE_PATH_MAX 1024
+
+// model: the student's architecture (a preset by `size`, keys override it).
+typedef struct dl_recipe_model {
+  int size;               // preset index (small, base, large, giant) or -1
+  int patch, dim, depth, heads, ffn_hidden, registers;
+  int swiglu;             // 0 MLP, 1 SwiGLU
+  int interp;             // -1: by the released models' rule (registers: antialias), else dl_interp_mode
+  float layerscale;       // LayerScale init (1e-5)
+  float drop_path;        // only 0 (distillation uses none)
+  uint64_t seed;          // initialization of the student and its heads
+} dl_recipe_model;
+
+// train: the loop, the targets and the losses.
+typedef struct dl_recipe_train {
+  int prototypes;         // target kind: 0 features, 1 prototypes
+  int batch;              // images per step over the whole group
+  long steps;             // total steps, the high-resolution phase included
+  int teacher_dim;        // features: the teacher's width (0: from the first block)
+  char teacher_heads[DL_RECIPE_PATH_MAX];  // prototypes: safetensors with dino_head.* / ibot_head.*
+  int head_hidden, head_layers;            // the student's DINO/iBOT heads
+  float dino_weight, ibot_weight, koleo_weight, feat_cls_weight, feat_cos_weight, feat_l1_weight;
+  float student_temp, teacher_temp, teacher_temp_start;
+  long teacher_temp_warmup;
+  int sinkhorn;           // 1 Sinkhorn-Knopp, 0 softmax centering
+  float center_momentum;
+  int sk_iters;
+  int window;             // blocks requested ahead per rank
+} dl_recipe_train;
+
+// optim: AdamW and its schedules.
+typedef struct dl_recipe_optim {
+  double lr, min_lr, warmup_lr;  // base lr before the sqrt(batch / 1024) scaling
+  int scale_lr;                  // 1: lr * sqrt(batch / 1024)
+  long warmup;
+  double weight_decay, weight_decay_end;
+  float layer_decay, patch_embed_lr_mult, clip, beta1, beta2, eps;
+  long freeze_last_layer;
+} dl_recipe_optim;
+
+typedef struct dl_recipe_ema {
+  double momentum, momentum_end;
+} dl_recipe_ema;
+
+typedef struct dl_recipe_checkpoint {
+  char dir[DL_RECIPE_PATH_MAX];  // empty: OUT/checkpoints
+  long every_steps;              // 0: not by steps
+  double every_minutes;          // 0: not by time
+  int keep;
+} dl_recipe_checkpoint;
+
+typedef struct dl_recipe_hires {
+  long steps;  // the last steps of train.steps (0: no high-resolution phase)
+  int size;    // global crop size in that phase (518)
+} dl_recipe_hires;
 
 typedef struct dl_recipe {
   // data:
@@ -19,10 +77,26 @@ typedef struct dl_recipe {
   int loader_threads;   // default 2
   // crops: (defaults: DINOv2's)
   dl_crop_spec crops;
+  // The student's sections.
+  dl_recipe_model model;
+  dl_recipe_train train;
+  dl_recipe_optim optim;
+  dl_recipe_ema ema;
+  dl_recipe_checkpoint checkpoint;
+  dl_recipe_hires hires;
+  bool has_model, has_train;  // which student sections the file has
 } dl_recipe;
 
 int dl_recipe_load(const char *path, dl_recipe *out, dl_err *err);
 // The same from memory; `name` stands for the file in messages.
 int dl_recipe_parse(const char *name, const uint8_t *text, size_t n, dl_recipe *out, dl_err *err);
+
+// What a teacher and a student must agree on: a hash of the sample stream
+// (dataset, seed, block size, crops). Sent in HELLO.
+uint64_t dl_recipe_stream_hash(const dl_recipe *r);
+
+// Per-rank sizes of a group of `world` ranks; -1 with a message when the
+// batch does not split into whole blocks per rank.
+int dl_recipe_rank_blocks(const dl_recipe *r, int world, int *blocks_per_rank, dl_err *err);
 
 #endif

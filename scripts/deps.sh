@@ -8,4 +8,5 @@ DISTILL_DEBIAN_PACKAGES=(
   python3-numpy python3-torch python3-torchvision
   dataset-fashion-mnist
   python3-pil python3-skimage
+  libopenmpi-dev openmpi-bin
 )

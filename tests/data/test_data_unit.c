@@ -253,7 +253,7 @@ static void check_recipe(void) {
       {"data:\n  dataset: folder:/x\ncrops:\n  global_scale: [0.5, 0.2]\n", "r.yaml:4: crops.global_scale: need 0 < LOW <= HIGH <= 1"},
       {"data:\n  dataset: folder:/x\n  block_size: -3\n", "r.yaml:3: data.block_size: expected an integer in [1, 4096]"},
       {"data:\n  dataset: folder:/x\ncrops:\n  local_size: big\n", "r.yaml:4: crops.local_size: expected an integer"},
-      {"data:\n  dataset: folder:/x\nmodel: {}\n", "r.yaml:3: unknown section 'model'"},
+      {"data:\n  dataset: folder:/x\nmodle: {}\n", "r.yaml:3: unknown section 'modle'"},
       {"crops:\n  local_count: 2\n", "r.yaml: data.dataset is required"},
       {"data: [1, 2\n", "r.yaml:2: YAML error"},
       {"", "r.yaml: empty recipe"},

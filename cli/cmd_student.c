@@ -1,0 +1,110 @@
+// `distill student`: one rank of a student group. Trains the recipe's
+// student on the targets the teachers serve, checkpoints on the recipe's
+// schedule, and on SIGTERM or SIGINT finishes the step, writes a checkpoint
+// and leaves (exit 0), so `--resume auto` continues exactly.
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "cli/flags.h"
+#include "common/file_io.h"
+#include "student/reduce.h"
+#include "student/student_run.h"
+#include "transport/student_client.h"
+
+static volatile sig_atomic_t g_stop;
+
+static void on_signal(int sig) {
+  (void)sig;
+  g_stop = 1;
+}
+
+int cmd_student(int argc, char **argv) {
+  const char *recipe_path = NULL, *teachers = NULL, *resume = NULL, *out = "out/student", *group = NULL;
+  const char *metrics_addr = "127.0.0.1";
+  int rank = -1, world = -1, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0;
+  bool quiet = false;
+  const dl_flag flags[] = {
+      {"recipe", DL_FLAG_STRING, &recipe_path, "FILE", "the recipe (YAML; docs/recipes.md)"},
+      {"teachers", DL_FLAG_STRING, &teachers, "EP[,EP..]", "teacher endpoints, e.g. tcp://10.0.0.5:5555"},
+      {"rank", DL_FLAG_INT, &rank, "R", "this rank in the group (default: mpirun's, else 0)"},
+      {"world", DL_FLAG_INT, &world, "W", "ranks in the group (default: mpirun's, else 1)"},
+      {"resume", DL_FLAG_STRING, &resume, "auto|FILE", "continue from the newest usable checkpoint, or from FILE"},
+      {"out", DL_FLAG_STRING, &out, "DIR", "metrics.jsonl and checkpoints/ go here (default out/student)"},
+      {"group", DL_FLAG_STRING, &group, "NAME", "the group's name on the wire (default: the --out folder's name)"},
+      {"metrics-port", DL_FLAG_INT, &metrics_port, "P", "serve Prometheus text metrics on this TCP port"},
+      {"metrics-addr", DL_FLAG_STRING, &metrics_addr, "IP", "address for --metrics-port (default 127.0.0.1; 0.0.0.0 for all)"},
+      {"heartbeat-ms", DL_FLAG_INT, &heartbeat_ms, "MS", "heartbeat interval (default 1000)"},
+      {"dead-after-ms", DL_FLAG_INT, &dead_after_ms, "MS", "a silent teacher is dead after this (default 5000)"},
+      {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no progress or event lines"},
+  };
+  const dl_command_spec spec = {
+      "student", "--recipe R --teachers EP[,EP...] [--rank r --world W] [--resume auto|PATH] [--out DIR]",
+      "Trains one rank of a student group on the teachers' targets (DESIGN.md section 6).\n"
+      "Writes OUT/metrics.jsonl (one line per step) and checkpoints with EMA exports.",
+      flags, (int)(sizeof flags / sizeof flags[0])};
+  char *pos[1];
+  int npos;
+  if (dl_parse_flags(&spec, argc, argv, pos, 0, &npos)) return 0;
+  dl_require_flag(&spec, "recipe", recipe_path);
+  dl_require_flag(&spec, "teachers", teachers);
+  // Ranks of a group are MPI processes (mpirun -np W distill student ...):
+  // the gradients and the Sinkhorn-Knopp sums travel through MPI.
+  dl_err err;
+  dl_group ranks;
+  if (dl_group_init(&ranks, &err)) dl_die_input("student: %s", err.msg);
+  if ((rank >= 0 && rank != ranks.rank) || (world >= 0 && world != ranks.world))
+    dl_die_input("student: --rank %d --world %d disagree with the launcher's rank %d of %d%s", rank, world, ranks.rank,
+                 ranks.world, ranks.mpi ? "" : " (start the ranks of a group with mpirun)");
+  rank = ranks.rank;
+  world = ranks.world;
+  if (metrics_port < 0 || metrics_port > 65535) dl_die_input("student: --metrics-port %d is not a TCP port", metrics_port);
+  if (heartbeat_ms < 0 || dead_after_ms < 0) dl_die_input("student: --heartbeat-ms and --dead-after-ms must be positive");
+
+  dl_recipe recipe;
+  dl_mapped_file f;
+  if (dl_map_file(recipe_path, &f, &err)) dl_die_input("%s", err.msg);
+  char *text = dl_malloc(f.size + 1);
+  if (f.size) memcpy(text, f.data, f.size);
+  text[f.size] = 0;
+  dl_unmap_file(&f);
+  if (dl_recipe_parse(recipe_path, (const uint8_t *)text, strlen(text), &recipe, &err)) dl_die_input("%s", err.msg);
+  if (!recipe.has_model || !recipe.has_train) dl_die_input("%s: a student recipe needs the model and train sections", recipe_path);
+  // train.teacher_heads is relative to the recipe's folder, so recipes travel with their files.
+  char *heads = recipe.train.teacher_heads, *rdir = strdup(recipe_path);
+  if (heads[0] && heads[0] != '/') {
+    char joined[sizeof recipe.train.teacher_heads];
+    if (snprintf(joined, sizeof joined, "%s/%s", dirname(rdir), heads) >= (int)sizeof joined)
+      dl_die_input("%s: train.teacher_heads: path too long", recipe_path);
+    memcpy(heads, joined, sizeof joined);
+  }
+  free(rdir);
+
+  char *list = strdup(teachers), *save = NULL, *out_copy = strdup(out);
+  const char *eps[DL_MAX_TEACHERS];
+  int n = 0;
+  for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+    if (n == DL_MAX_TEACHERS) dl_die_input("student: at most %d teachers", DL_MAX_TEACHERS);
+    eps[n++] = t;
+  }
+  if (n == 0) dl_die_input("student: --teachers names no endpoint");
+
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  dl_student_options o = {.recipe = &recipe, .recipe_text = text, .teachers = eps, .nteachers = n, .rank = rank,
+                          .world = world, .reduce = dl_group_reduce(&ranks), .resume = resume, .out_dir = out, .group = group ? group : basename(out_copy),
+                          .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop};
+  int rc = dl_student_run(&o, &err);
+  if (rc) fprintf(stderr, "distill: student: %s\n", err.msg);
+  free(list);
+  free(out_copy);
+  free(text);
+  dl_group_finalize(&ranks);
+  return rc;
+}

@@ -1,0 +1,72 @@
+#include "student/metrics.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/timing.h"
+
+int dl_student_log_open(dl_student_log *l, const char *out_dir, int rank, long total_steps, long first_step,
+                        bool quiet, dl_err *err) {
+  memset(l, 0, sizeof *l);
+  char path[1200];
+  if (rank == 0) snprintf(path, sizeof path, "%s/metrics.jsonl", out_dir);
+  else snprintf(path, sizeof path, "%s/metrics-rank%d.jsonl", out_dir, rank);
+  l->jsonl = fopen(path, "a");
+  if (!l->jsonl) return dl_fail(err, "%s: cannot open for appending", path);
+  l->tty = isatty(STDERR_FILENO);
+  l->quiet = quiet;
+  l->total_steps = total_steps;
+  l->log_every = 10;
+  l->t_start = dl_now_seconds();
+  l->step_start = first_step;
+  return 0;
+}
+
+static void format_eta(char *out, size_t cap, double s) {
+  if (s < 0) s = 0;
+  long t = (long)(s + 0.5);
+  snprintf(out, cap, t >= 3600 ? "%ldh%02ldm" : "%ldm%02lds", t >= 3600 ? t / 3600 : t / 60,
+           t >= 3600 ? (t / 60) % 60 : t % 60);
+}
+
+void dl_student_log_step(dl_student_log *l, long step, int resolution, const dl_step_report *r, double seconds,
+                         int images) {
+  const double ips = seconds > 0 ? images / seconds : 0.0;
+  fprintf(l->jsonl,
+          "{\"step\":%ld,\"resolution\":%d,\"loss\":%.9g,\"dino\":%.9g,\"ibot\":%.9g,\"koleo\":%.9g,"
+          "\"feat_cls\":%.9g,\"feat_cos\":%.9g,\"feat_l1\":%.9g,\"lr\":%.9g,\"wd\":%.9g,\"momentum\":%.9g,"
+          "\"teacher_temp\":%.9g,\"grad_norm\":[%.6g,%.6g,%.6g],\"seconds\":%.4f,\"images_per_s\":%.2f}\n",
+          step, resolution, r->total, r->dino, r->ibot, r->koleo, r->feat_cls, r->feat_cos, r->feat_l1, r->lr, r->wd,
+          r->momentum, r->teacher_temp, r->grad_norm[0], r->grad_norm[1], r->grad_norm[2], seconds, ips);
+  fflush(l->jsonl);
+  if (l->quiet) return;
+  const long done = step + 1 - l->step_start;
+  const double elapsed = dl_now_seconds() - l->t_start;
+  char eta[32];
+  format_eta(eta, sizeof eta, done > 0 ? elapsed / done * (double)(l->total_steps - step - 1) : 0.0);
+  char terms[160];
+  if (r->feat_cls != 0.0f || r->feat_cos != 0.0f)
+    snprintf(terms, sizeof terms, "cls %.4f cos %.4f l1 %.4f", r->feat_cls, r->feat_cos, r->feat_l1);
+  else
+    snprintf(terms, sizeof terms, "dino %.4f ibot %.4f koleo %.4f", r->dino, r->ibot, r->koleo);
+  if (l->tty) {
+    fprintf(stderr, "\rstep %ld/%ld  loss %.4f (%s)  lr %.3g  %.1f img/s  ETA %s   ", step + 1, l->total_steps,
+            r->total, terms, r->lr, ips, eta);
+  } else if ((step + 1) % l->log_every == 0 || step + 1 == l->total_steps) {
+    fprintf(stderr, "student step=%ld/%ld loss=%.4f %s lr=%.3g images_per_s=%.1f eta=%s\n", step + 1, l->total_steps,
+            r->total, terms, r->lr, ips, eta);
+  }
+}
+
+void dl_student_log_event(dl_student_log *l, const char *event, long step, const char *detail) {
+  fprintf(l->jsonl, "{\"event\":\"%s\",\"step\":%ld}\n", event, step);
+  fflush(l->jsonl);
+  if (!l->quiet) fprintf(stderr, "%sstudent event=%s step=%ld %s\n", l->tty ? "\n" : "", event, step, detail);
+}
+
+void dl_student_log_close(dl_student_log *l) {
+  if (l->jsonl) fclose(l->jsonl);
+  if (l->tty && !l->quiet) fputc('\n', stderr);
+  l->jsonl = NULL;
+}

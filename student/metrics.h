@@ -1,0 +1,33 @@
+// What a student reports per step: one JSON line in OUT/metrics.jsonl (the
+// record plots and tests read; floats with 9 significant digits, so a
+// float32 loss round-trips exactly) and a live progress line on a terminal
+// (a key=value line every `log_every` steps otherwise).
+#ifndef DISTILL_STUDENT_METRICS_H
+#define DISTILL_STUDENT_METRICS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "model/train_step.h"
+
+typedef struct dl_student_log {
+  FILE *jsonl;
+  bool tty, quiet;
+  long total_steps;
+  int log_every;
+  double t_start;
+  long step_start;
+} dl_student_log;
+
+// Rank 0 writes metrics.jsonl, rank r > 0 metrics-rank<r>.jsonl.
+int dl_student_log_open(dl_student_log *l, const char *out_dir, int rank, long total_steps, long first_step, bool quiet,
+                        dl_err *err);
+// One finished step (report of step `step`, 0-based) that took `seconds` for
+// `images` images over the group.
+void dl_student_log_step(dl_student_log *l, long step, int resolution, const dl_step_report *r, double seconds,
+                         int images);
+// An event line in the JSON file and on stderr ("checkpoint", "resume", "hires").
+void dl_student_log_event(dl_student_log *l, const char *event, long step, const char *detail);
+void dl_student_log_close(dl_student_log *l);
+
+#endif

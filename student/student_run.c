@@ -1,0 +1,366 @@
+#include "student/student_run.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/timing.h"
+#include "data/loader.h"
+#include "student/checkpoint.h"
+#include "student/hires.h"
+#include "student/metrics.h"
+#include "student/metrics_http.h"
+#include "student/step_batch.h"
+#include "student/student_model.h"
+#include "transport/malloc_tuning.h"
+#include "transport/student_client.h"
+
+typedef struct run_state {
+  const dl_student_options *o;
+  const dl_recipe *r;
+  dl_dataset *dataset;
+  dl_sample_stream stream;
+  dl_head teacher_heads[2];
+  bool have_heads;
+  dl_vit vit;
+  dl_trainer t;
+  bool have_trainer;
+  int global_size, blocks_per_rank;
+  long phase_end;  // the step at which the current client and loader stop
+  dl_student_client *client;
+  dl_loader *loader;
+  dl_step_batch batch;
+  dl_student_log log;
+  dl_metrics_http *http;
+  dl_student_metrics client_totals;  // of clients already closed (one per phase)
+  char ckpt_dir[1100];
+  long last_ckpt_step;
+  double last_ckpt_time;
+} run_state;
+
+static uint64_t group_blocks(const run_state *s, long steps) {
+  return (uint64_t)steps * (uint64_t)s->blocks_per_rank * (uint64_t)s->o->world;
+}
+
+static int make_dir(const char *path, dl_err *err) {
+  if (mkdir(path, 0755) != 0 && errno != EEXIST) return dl_fail(err, "%s: cannot create the folder", path);
+  return 0;
+}
+
+static void add_client_metrics(dl_student_metrics *a, const dl_student_metrics *b) {
+  a->received += b->received;
+  a->rerequested += b->rerequested;
+  a->checksum_failures += b->checksum_failures;
+  a->failovers += b->failovers;
+  a->teacher_deaths += b->teacher_deaths;
+  a->teacher_restarts += b->teacher_restarts;
+  a->bytes_wire += b->bytes_wire;
+}
+
+static void stop_stream(run_state *s) {
+  if (s->client) {
+    dl_student_metrics m = dl_student_client_metrics(s->client);
+    add_client_metrics(&s->client_totals, &m);
+  }
+  if (s->loader) dl_loader_stop(s->loader);
+  if (s->client) dl_student_client_destroy(s->client);
+  s->loader = NULL;
+  s->client = NULL;
+}
+
+static int target_dim(const run_state *s) {
+  return s->r->train.prototypes ? s->teacher_heads[0].cfg.out_dim : s->r->train.teacher_dim;
+}
+
+// The client and loader for steps [t.step, phase_end) at the current size.
+static int start_stream(run_state *s, dl_err *err) {
+  const dl_recipe *r = s->r;
+  const long hires_start = r->train.steps - r->hires.steps;
+  s->phase_end = r->hires.steps && s->t.step < hires_start ? hires_start : r->train.steps;
+  const uint64_t start_index = (uint64_t)s->t.step * (uint64_t)s->blocks_per_rank;
+  dl_student_config cfg;
+  dl_student_config_defaults(&cfg);
+  cfg.teachers = s->o->teachers;
+  cfg.nteachers = s->o->nteachers;
+  cfg.group = s->o->group;
+  cfg.rank = (uint32_t)s->o->rank;
+  cfg.world = (uint32_t)s->o->world;
+  cfg.recipe_hash = dl_recipe_stream_hash(r);
+  cfg.resolution = (uint32_t)s->global_size;
+  cfg.start_index = start_index;
+  cfg.end_block = group_blocks(s, s->phase_end);
+  cfg.window = r->train.window;
+  if (s->o->heartbeat_ms > 0) cfg.heartbeat_ms = s->o->heartbeat_ms;
+  if (s->o->dead_after_ms > 0) cfg.dead_after_ms = s->o->dead_after_ms;
+  cfg.quiet = s->o->quiet;
+  s->client = dl_student_client_create(&cfg, err);
+  if (!s->client) return -1;
+  const int64_t count = (int64_t)(s->phase_end - s->t.step) * s->blocks_per_rank;
+  s->loader = dl_loader_start(&s->stream, (int64_t)(s->o->rank + start_index * (uint64_t)s->o->world), s->o->world,
+                              count, s->global_size, r->loader_threads, 2 * s->blocks_per_rank + 2);
+  dl_step_batch_free(&s->batch);
+  dl_step_batch_init(&s->batch, &s->t.cfg, s->t.patches, target_dim(s));
+  return 0;
+}
+
+static int write_checkpoint(run_state *s, dl_err *err) {
+  if (s->o->rank != 0 || s->t.step == s->last_ckpt_step) return 0;
+  dl_checkpoint_info info = {.step = s->t.step, .cursor = group_blocks(s, s->t.step), .vit = s->vit.cfg,
+                             .global_size = s->global_size, .prototypes = s->r->train.prototypes};
+  char path[DL_CKPT_PATH_MAX];
+  if (dl_checkpoint_write(s->ckpt_dir, &s->t, &info, s->o->recipe_text, s->r->checkpoint.keep, path, err))
+    return -1;
+  s->last_ckpt_step = s->t.step;
+  s->last_ckpt_time = dl_now_seconds();
+  dl_student_log_event(&s->log, "checkpoint", s->t.step, path);
+  return 0;
+}
+
+static int init_trainer(run_state *s, unsigned long long seed, dl_err *err) {
+  dl_train_config cfg;
+  dl_student_train_config(s->r, s->o->world, s->global_size, s->have_heads ? s->teacher_heads : NULL, s->vit.cfg.dim,
+                          &cfg);
+  cfg.reduce = s->o->reduce;
+  cfg.world = s->o->world;
+  if (dl_trainer_init(&s->t, &s->vit, &cfg, &s->teacher_heads[0], &s->teacher_heads[1], seed, err)) return -1;
+  s->have_trainer = true;
+  return 0;
+}
+
+// A resumed run: the newest usable checkpoint (auto) or the named one.
+// Returns 1 when one was restored, 0 when there is none, -1 on failure.
+static int resume(run_state *s, dl_err *err) {
+  char **paths = NULL, *one[1];
+  int n;
+  const bool automatic = strcmp(s->o->resume, "auto") == 0;
+  if (automatic) n = dl_checkpoint_candidates(s->ckpt_dir, &paths);
+  else one[0] = (char *)s->o->resume, paths = one, n = 1;
+  int rc = 0, refused = 0;
+  for (int i = 0; i < n && rc == 0; i++) {
+    dl_checkpoint ck;
+    if (dl_checkpoint_open(paths[i], &ck, err) == 0) {
+      const dl_checkpoint_info *in = &ck.info;
+      dl_vit_config want;
+      dl_student_vit_config(s->r, in->global_size, &want);
+      want.pos_grid = in->vit.pos_grid;
+      if (memcmp(&want, &in->vit, sizeof want) != 0 || in->prototypes != s->r->train.prototypes) {
+        dl_fail(err, "%s: the checkpoint's model or target kind differs from the recipe's", paths[i]);
+      } else {
+        dl_vit_init_empty(&s->vit, &in->vit);
+        s->global_size = in->global_size;
+        if (init_trainer(s, s->r->model.seed, err) == 0 && dl_checkpoint_restore(&ck, &s->t, err) == 0) rc = 1;
+        else if (s->have_trainer) dl_trainer_free(&s->t), s->have_trainer = false, dl_vit_free(&s->vit);
+      }
+      dl_checkpoint_close(&ck);
+    }
+    if (rc == 0 && !automatic) return -1;  // the named checkpoint: its own message
+    if (rc == 0) {
+      refused++;
+      fprintf(stderr, "distill: student: refusing checkpoint: %s%s\n", err->msg,
+              i + 1 < n ? "; trying the previous one" : "");
+    }
+  }
+  if (automatic) dl_checkpoint_candidates_free(paths, n);
+  if (rc == 0 && refused) return dl_fail(err, "no usable checkpoint in %s (%d refused; see above)", s->ckpt_dir, refused);
+  if (rc == 1) {
+    s->last_ckpt_step = s->t.step;
+    char detail[64];
+    snprintf(detail, sizeof detail, "global_size=%d", s->global_size);
+    dl_student_log_event(&s->log, "resume", s->t.step, detail);
+  }
+  return rc;
+}
+
+static int setup(run_state *s, dl_err *err) {
+  const dl_recipe *r = s->r;
+  if (dl_recipe_rank_blocks(r, s->o->world, &s->blocks_per_rank, err)) return -1;
+  if (make_dir(s->o->out_dir, err)) return -1;
+  if (r->checkpoint.dir[0]) snprintf(s->ckpt_dir, sizeof s->ckpt_dir, "%s", r->checkpoint.dir);
+  else snprintf(s->ckpt_dir, sizeof s->ckpt_dir, "%s/checkpoints", s->o->out_dir);
+  if (make_dir(s->ckpt_dir, err)) return -1;
+  if (dl_dataset_open(r->dataset, &s->dataset, err)) return -1;
+  s->stream = (dl_sample_stream){.dataset = s->dataset, .seed = r->seed, .block_size = r->block_size, .crops = r->crops};
+  if (r->train.prototypes) {
+    if (dl_student_load_teacher_heads(r->train.teacher_heads, s->teacher_heads, err)) return -1;
+    s->have_heads = true;
+  } else if (r->train.teacher_dim <= 0) {
+    return dl_fail(err, "train.teacher_dim is required with features targets");
+  }
+  s->last_ckpt_step = -1;
+  int resumed = 0;
+  if (s->o->resume && (resumed = resume(s, err)) < 0) return -1;
+  if (!resumed) {
+    s->global_size = r->crops.global_size;
+    dl_vit_config cfg;
+    dl_student_vit_config(r, s->global_size, &cfg);
+    dl_student_vit_init(&s->vit, &cfg, r->model.layerscale, r->model.seed);
+    if (init_trainer(s, r->model.seed, err)) return -1;
+  }
+  s->last_ckpt_time = dl_now_seconds();
+  return 0;
+}
+
+static int switch_to_hires(run_state *s, dl_err *err) {
+  stop_stream(s);
+  dl_vit vit;
+  dl_trainer t;
+  if (dl_hires_switch(&s->t, s->r->hires.size, &vit, &t, err)) return -1;
+  dl_trainer_free(&s->t);
+  dl_vit_free(&s->vit);
+  s->vit = vit;
+  // The trainer points into itself (module layouts) and at its student:
+  // re-aim those pointers after the move.
+  s->t = t;
+  s->t.student = &s->vit;
+  s->t.mods[0].layout = &s->vit.layout;
+  for (int k = 0; k < 2; k++) s->t.mods[k + 1].layout = &s->t.heads[k].layout;
+  s->global_size = s->r->hires.size;
+  char detail[64];
+  snprintf(detail, sizeof detail, "global_size=%d pos_grid=%d", s->global_size, s->vit.cfg.pos_grid);
+  dl_student_log_event(&s->log, "hires", s->t.step, detail);
+  return 0;
+}
+
+// The rank's next target block; 1 got it, 0 stopped by a signal, -1 fatal.
+static int next_target(run_state *s, dl_target_block *tb, dl_err *err) {
+  for (;;) {
+    // A group stops together, between steps (the flag is reduced there).
+    if (*s->o->stop && s->o->world == 1) return 0;
+    int rc = dl_student_client_next(s->client, tb, 200, err);
+    if (rc != 0) return rc;
+  }
+}
+
+// The Prometheus exposition of the latest step.
+static void publish(run_state *s, const dl_step_report *r, double images_per_s) {
+  if (!s->http) return;
+  dl_student_metrics m = s->client_totals;
+  if (s->client) {
+    dl_student_metrics c = dl_student_client_metrics(s->client);
+    add_client_metrics(&m, &c);
+    m.live_teachers = c.live_teachers;
+  }
+  char labels[160], text[4096];
+  snprintf(labels, sizeof labels, "group=\"%s\",rank=\"%d\"", s->o->group, s->o->rank);
+  const struct { const char *name, *type, *term; double value; } rows[] = {
+      {"distill_student_step", "gauge", NULL, (double)s->t.step},
+      {"distill_student_steps_total_planned", "gauge", NULL, (double)s->r->train.steps},
+      {"distill_student_resolution", "gauge", NULL, (double)s->global_size},
+      {"distill_student_loss", "gauge", "total", r->total},
+      {"distill_student_loss", "gauge", "dino", r->dino},
+      {"distill_student_loss", "gauge", "ibot", r->ibot},
+      {"distill_student_loss", "gauge", "koleo", r->koleo},
+      {"distill_student_loss", "gauge", "feat_cls", r->feat_cls},
+      {"distill_student_loss", "gauge", "feat_cos", r->feat_cos},
+      {"distill_student_loss", "gauge", "feat_l1", r->feat_l1},
+      {"distill_student_learning_rate", "gauge", NULL, r->lr},
+      {"distill_student_images_per_second", "gauge", NULL, images_per_s},
+      {"distill_student_checkpoint_step", "gauge", NULL, (double)s->last_ckpt_step},
+      {"distill_student_blocks_received_total", "counter", NULL, (double)m.received},
+      {"distill_student_blocks_rerequested_total", "counter", NULL, (double)m.rerequested},
+      {"distill_student_checksum_failures_total", "counter", NULL, (double)m.checksum_failures},
+      {"distill_student_failovers_total", "counter", NULL, (double)m.failovers},
+      {"distill_student_teacher_restarts_total", "counter", NULL, (double)m.teacher_restarts},
+      {"distill_student_live_teachers", "gauge", NULL, (double)m.live_teachers},
+      {"distill_student_wire_bytes_total", "counter", NULL, (double)m.bytes_wire},
+  };
+  size_t n = 0;
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0] && n < sizeof text; i++) {
+    if (i == 0 || strcmp(rows[i].name, rows[i - 1].name) != 0)
+      n += (size_t)snprintf(text + n, sizeof text - n, "# TYPE %s %s\n", rows[i].name, rows[i].type);
+    if (n >= sizeof text) break;
+    if (rows[i].term)
+      n += (size_t)snprintf(text + n, sizeof text - n, "%s{%s,term=\"%s\"} %.9g\n", rows[i].name, labels,
+                            rows[i].term, rows[i].value);
+    else
+      n += (size_t)snprintf(text + n, sizeof text - n, "%s{%s} %.9g\n", rows[i].name, labels, rows[i].value);
+  }
+  dl_metrics_http_publish(s->http, text);
+}
+
+// One training step; 1 done, 0 stopped by a signal before it began, -1 fatal.
+static int train_step(run_state *s, dl_err *err) {
+  const double t0 = dl_now_seconds();
+  for (int j = 0; j < s->blocks_per_rank; j++) {
+    dl_target_block tb;
+    int rc = next_target(s, &tb, err);
+    if (rc <= 0) return rc;
+    dl_block blk;
+    if (!dl_loader_next(s->loader, &blk)) {
+      dl_target_block_free(&tb);
+      return dl_fail(err, "the sample loader ended early");
+    }
+    rc = dl_step_batch_put(&s->batch, j, &blk, &tb, err);
+    dl_block_free(&blk);
+    dl_target_block_free(&tb);
+    if (rc) return -1;
+  }
+  dl_step_report rep;
+  const dl_train_batch b = dl_step_batch_view(&s->batch);
+  if (dl_trainer_step(&s->t, &b, &rep, err)) return -1;
+  if (s->o->world > 1) {  // the group's losses: the mean of the ranks' means
+    float terms[7] = {rep.total, rep.dino, rep.ibot, rep.koleo, rep.feat_cls, rep.feat_cos, rep.feat_l1};
+    dl_reduce_all(&s->o->reduce, terms, 7, DL_REDUCE_SUM);
+    float *dst[7] = {&rep.total, &rep.dino, &rep.ibot, &rep.koleo, &rep.feat_cls, &rep.feat_cos, &rep.feat_l1};
+    for (int i = 0; i < 7; i++) *dst[i] = terms[i] / (float)s->o->world;
+  }
+  const double seconds = dl_now_seconds() - t0;
+  dl_student_log_step(&s->log, s->t.step - 1, s->global_size, &rep, seconds, s->r->train.batch);
+  publish(s, &rep, seconds > 0 ? s->r->train.batch / seconds : 0.0);
+  return 1;
+}
+
+static bool checkpoint_due(const run_state *s) {
+  const dl_recipe_checkpoint *c = &s->r->checkpoint;
+  if (s->t.step >= s->r->train.steps) return true;
+  if (c->every_steps > 0 && s->t.step % c->every_steps == 0) return true;
+  return c->every_minutes > 0 && dl_now_seconds() - s->last_ckpt_time >= c->every_minutes * 60.0;
+}
+
+static int train(run_state *s, dl_err *err) {
+  const dl_recipe *r = s->r;
+  const long hires_start = r->train.steps - r->hires.steps;
+  while (s->t.step < r->train.steps) {
+    if (r->hires.steps && s->t.step >= hires_start && s->global_size != r->hires.size && switch_to_hires(s, err))
+      return -1;
+    if (!s->client && start_stream(s, err)) return -1;
+    int rc = train_step(s, err);
+    if (rc < 0) return -1;
+    float stop = *s->o->stop ? 1.0f : 0.0f;
+    if (s->o->world > 1) dl_reduce_all(&s->o->reduce, &stop, 1, DL_REDUCE_MAX);
+    if (rc == 0 || stop > 0.0f) {
+      dl_student_log_event(&s->log, "stop", s->t.step, "signal: checkpoint and leave");
+      return write_checkpoint(s, err);
+    }
+    if (checkpoint_due(s) && write_checkpoint(s, err)) return -1;
+    if (s->t.step == s->phase_end) stop_stream(s);
+  }
+  return 0;
+}
+
+int dl_student_run(const dl_student_options *o, dl_err *err) {
+  run_state s;
+  memset(&s, 0, sizeof s);
+  s.o = o;
+  s.r = o->recipe;
+  dl_transport_tune_malloc();
+  int status = 2;
+  if (o->metrics_port && !(s.http = dl_metrics_http_start(o->metrics_addr ? o->metrics_addr : "127.0.0.1",
+                                                          o->metrics_port, err)))
+    return 2;
+  if (make_dir(o->out_dir, err) == 0 &&
+      dl_student_log_open(&s.log, o->out_dir, o->rank, o->recipe->train.steps, 0, o->quiet || o->rank > 0, err) == 0 && setup(&s, err) == 0) {
+    s.log.step_start = s.t.step;
+    status = train(&s, err) == 0 ? 0 : 1;
+  }
+  stop_stream(&s);
+  dl_step_batch_free(&s.batch);
+  if (s.have_trainer) dl_trainer_free(&s.t), dl_vit_free(&s.vit);
+  if (s.have_heads) dl_head_free(&s.teacher_heads[0]), dl_head_free(&s.teacher_heads[1]);
+  if (s.dataset) dl_dataset_close(s.dataset);
+  if (s.log.jsonl) dl_student_log_close(&s.log);
+  dl_metrics_http_stop(s.http);
+  return status;
+}

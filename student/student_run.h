@@ -1,0 +1,35 @@
+// The student trainer process (DESIGN.md section 6): for each step, the
+// rank's next target blocks from the teachers, the same blocks' crops
+// rebuilt from the sample stream, one dl_trainer_step, the metrics, and
+// checkpoints on the recipe's schedule; the high-resolution phase at the end.
+#ifndef DISTILL_STUDENT_STUDENT_RUN_H
+#define DISTILL_STUDENT_STUDENT_RUN_H
+
+#include <stdbool.h>
+#include <signal.h>
+
+#include "model/losses.h"
+#include "recipe/recipe.h"
+
+typedef struct dl_student_options {
+  const dl_recipe *recipe;
+  const char *recipe_text;        // stored in every checkpoint
+  const char *const *teachers;
+  int nteachers;
+  int rank, world;
+  dl_reduce reduce;               // the group's sums (student/reduce.h); fn NULL with one rank
+  const char *resume;             // NULL: fresh start, "auto": the checkpoint folder's newest usable, else a file
+  const char *out_dir;
+  const char *group;              // the student group's name (default: the out folder's name)
+  int heartbeat_ms, dead_after_ms;
+  int metrics_port;               // Prometheus text endpoint (0: none)
+  const char *metrics_addr;       // its address (default 127.0.0.1)
+  bool quiet;
+  volatile sig_atomic_t *stop;    // set by SIGTERM/SIGINT: checkpoint and leave
+} dl_student_options;
+
+// Returns 0 when training finished or stopped cleanly, 2 on bad input (the
+// message is in err), 1 on a fatal condition met while training.
+int dl_student_run(const dl_student_options *o, dl_err *err);
+
+#endif

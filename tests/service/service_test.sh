@@ -1,0 +1,332 @@
+#!/usr/bin/env bash
+# End-to-end tests of `distill student` against `distill teacher --synthetic`
+# (loopback only; every process is stopped by the test). One case per call:
+#   service_test.sh CASE DISTILL SOURCE_DIR WORK_DIR GRID_TEACHER
+# reference  an uninterrupted run: the losses the other cases must reproduce
+# sigterm    stopped by SIGTERM at some step k, resumed with --resume auto
+# sigkill    killed by SIGKILL after a checkpoint, resumed with --resume auto
+# truncated  the newest checkpoint truncated: refused by name, the previous used
+# typo       a recipe key misspelt: exit 2 naming the key and its line
+# export     the exported EMA backbone in PyTorch equals `distill embed` (1e-4)
+# teacher    the teacher killed with SIGKILL mid-run and restarted: the student
+#            finishes with the reference losses
+# prototypes prototypes targets (DINO, iBOT, KoLeo): finite losses, and exact
+#            resume after SIGTERM
+# metrics    --metrics-port: the Prometheus text endpoint answers with the
+#            step, the losses and the transport counters while training
+# mpi        a 2-rank group (mpirun, 4 images per rank) reaches the same
+#            losses as the 1-rank reference (8 images) within 1e-4 relative
+# hires      the last 4 steps at 42 px: the switch at step 8, the 42 px
+#            targets, the export's 3x3 position grid, and exact resumes from
+#            the checkpoints before and after the switch
+set -euo pipefail
+case_name=$1 distill=$2 src=$3 work=$4 grid_teacher=${5:-}
+recipe=$src/tests/service/features.yaml
+ref=$work/reference
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+fail() { echo "FAIL $*"; exit 1; }
+ok() { echo "ok   $*"; }
+
+# start_teacher PORT: a synthetic teacher for the recipe's shapes (16 floats, 4 patches).
+start_teacher() {
+  "$distill" teacher --synthetic 16,4 --block-size 4 --crops 2 --bind "tcp://127.0.0.1:$1" \
+    --heartbeat-ms 100 --dead-after-ms 1000 --quiet >/dev/null &
+  teacher_pid=$!
+  pids+=("$teacher_pid")
+}
+
+student() {  # student PORT OUT [flags...]
+  local port=$1 out=$2
+  shift 2
+  "$distill" student --recipe "$recipe" --teachers "tcp://127.0.0.1:$port" --out "$out" \
+    --heartbeat-ms 100 --dead-after-ms 500 "$@"
+}
+
+# student_bg PORT OUT: the same in the background, its own pid in $sp (a
+# backgrounded shell function would give the subshell's pid instead).
+student_bg() {
+  "$distill" student --recipe "$recipe" --teachers "tcp://127.0.0.1:$1" --out "$2" \
+    --heartbeat-ms 100 --dead-after-ms 500 --quiet &
+  sp=$!
+  pids+=("$sp")
+}
+
+steps_done() {
+  local n
+  n=$(grep -c '"step":.*"loss"' "$1/metrics.jsonl" 2>/dev/null) || true
+  echo "${n:-0}"
+}
+at_least() { [ "$(steps_done "$1")" -ge "$2" ]; }
+
+# wait_for COND_CMD...: up to 50 s.
+wait_for() {
+  for _ in $(seq 500); do "$@" && return 0; sleep 0.1; done
+  return 1
+}
+
+# advance_to OUT N: lets the (stopped) teacher serve in short bursts until the
+# student in OUT logged N steps, and leaves the teacher stopped, so the
+# student can run at most its window (4 steps) past N before it waits: the
+# interruption lands mid-run however fast the machine is.
+advance_to() {
+  for _ in $(seq 2000); do
+    at_least "$1" "$2" && return 0
+    kill -CONT "$teacher_pid"
+    sleep 0.03
+    kill -STOP "$teacher_pid"
+    sleep 0.01
+  done
+  return 1
+}
+
+# same_losses OUT [REF]: every step of the reference has the same loss terms in OUT
+# (the last line of each step, as a resumed run repeats steps after the checkpoint).
+same_losses() {
+  python3 - "${2:-$ref}/metrics.jsonl" "$1/metrics.jsonl" <<'PY'
+import json, sys
+def losses(path):
+    out = {}
+    for line in open(path):
+        r = json.loads(line)
+        if "loss" in r:
+            out[r["step"]] = tuple(r[k] for k in ("loss", "dino", "ibot", "koleo", "feat_cls", "feat_cos", "feat_l1"))
+    return out
+a, b = losses(sys.argv[1]), losses(sys.argv[2])
+bad = [s for s in a if b.get(s) != a[s]]
+print(f"{len(a)} reference steps, {len(b)} in the resumed run, {len(bad)} differ" + (f" (first: step {bad[0]})" if bad else ""))
+sys.exit(1 if bad or len(a) != len(b) else 0)
+PY
+}
+
+case $case_name in
+reference)
+  rm -rf "$ref"
+  start_teacher 15611
+  student 15611 "$ref" --quiet || fail "reference run"
+  n=$(steps_done "$ref")
+  [ "$n" = 40 ] && ok "reference run: 40 steps" || fail "reference run logged $n steps"
+  ;;
+sigterm)
+  out=$work/sigterm
+  rm -rf "$out"
+  start_teacher 15612
+  kill -STOP "$teacher_pid"
+  student_bg 15612 "$out"
+  advance_to "$out" 10 || fail "no progress"
+  kill -TERM "$sp"
+  rc=0; wait "$sp" || rc=$?
+  [ $rc = 0 ] || fail "SIGTERM: exit $rc"
+  k=$(steps_done "$out")
+  [ "$k" -lt 40 ] || fail "the run ended before SIGTERM reached it"
+  grep -q '"event":"stop","step":'"$k" "$out/metrics.jsonl" || fail "no stop event at step $k"
+  [ -f "$out/checkpoints/ckpt-$(printf %010d "$k").safetensors" ] || fail "no checkpoint at step $k"
+  kill -CONT "$teacher_pid"
+  ok "SIGTERM after $k steps: exit 0, checkpoint at step $k"
+  student 15612 "$out" --quiet --resume auto || fail "resume"
+  grep -q '"event":"resume","step":'"$k" "$out/metrics.jsonl" || fail "did not resume at step $k"
+  same_losses "$out" && ok "resumed at step $k: every loss term equals the uninterrupted run's, bitwise" || fail "losses differ"
+  ;;
+sigkill)
+  out=$work/sigkill
+  rm -rf "$out"
+  start_teacher 15613
+  kill -STOP "$teacher_pid"
+  student_bg 15613 "$out"
+  advance_to "$out" 10 || fail "no progress"
+  for _ in 1 2 3 4 5 6; do  # kill between checkpoints (every 4 steps), so steps are redone
+    [ $(( $(steps_done "$out") % 4 )) != 0 ] && break
+    advance_to "$out" $(( $(steps_done "$out") + 1 ))
+  done
+  kill -KILL "$sp"
+  wait "$sp" 2>/dev/null || true
+  kill -CONT "$teacher_pid"
+  k=$(steps_done "$out")
+  c=$(sed -n 's/ckpt-0*\([0-9][0-9]*\)\.safetensors/\1/p' "$out/checkpoints/latest")
+  [ "$k" -lt 40 ] && [ "$c" -ge 8 ] && [ "$c" -lt "$k" ] || fail "SIGKILL after $k steps, checkpoint $c: not a kill after a checkpoint"
+  ok "SIGKILL after $k steps, latest checkpoint at step $c"
+  student 15613 "$out" --quiet --resume auto || fail "resume"
+  grep -q '"event":"resume","step":'"$c" "$out/metrics.jsonl" || fail "did not resume at step $c"
+  same_losses "$out" && ok "resumed at step $c: every loss term equals the uninterrupted run's, bitwise" || fail "losses differ"
+  ;;
+truncated)
+  out=$work/truncated
+  rm -rf "$out"
+  mkdir -p "$out/checkpoints"
+  cp "$ref"/checkpoints/ckpt-* "$ref/checkpoints/latest" "$out/checkpoints/"
+  grep -v '"step":3[6-9],' "$ref/metrics.jsonl" | grep -v '"event"' > "$out/metrics.jsonl"
+  start_teacher 15614
+  newest=$out/checkpoints/ckpt-0000000040.safetensors
+  size=$(stat -c %s "$newest")
+  truncate -s $((size / 2)) "$newest"
+  err=$(student 15614 "$out" --quiet --resume auto 2>&1 >/dev/null) && rc=0 || rc=$?
+  echo "$err"
+  [ $rc = 0 ] || fail "exit $rc"
+  echo "$err" | grep -q "refusing checkpoint: .*ckpt-0000000040.safetensors" || fail "no message naming the truncated file"
+  grep -q '"event":"resume","step":36' "$out/metrics.jsonl" || fail "did not resume from step 36"
+  ok "truncated checkpoint refused with its name, resumed from the previous one (step 36)"
+  same_losses "$out" && ok "steps 36-39 again: the reference losses" || fail "losses differ"
+  # A flipped byte inside the data is caught by the content hash.
+  cp "$ref/checkpoints/ckpt-0000000036.safetensors" "$out/flipped.safetensors"
+  printf '\x7f' | dd of="$out/flipped.safetensors" bs=1 seek=$(( $(stat -c %s "$out/flipped.safetensors") - 9 )) conv=notrunc 2>/dev/null
+  err=$(student 15614 "$out/x" --quiet --resume "$out/flipped.safetensors" 2>&1) && rc=0 || rc=$?
+  echo "$err"
+  [ $rc = 2 ] && [ "$(echo "$err" | wc -l)" = 1 ] && echo "$err" | grep -q "corrupt checkpoint" && ok "a flipped byte: refused as corrupt, exit 2" || fail "flipped byte: exit $rc"
+  ;;
+typo)
+  bad=$work/typo.yaml
+  sed 's/^  warmup: 3/  wramup: 3/' "$recipe" > "$bad"
+  line=$(grep -n wramup "$bad" | cut -d: -f1)
+  err=$("$distill" student --recipe "$bad" --teachers tcp://127.0.0.1:15615 --out "$work/typo" 2>&1) && rc=0 || rc=$?
+  echo "$err"
+  [ $rc = 2 ] || fail "exit $rc"
+  [ "$(echo "$err" | wc -l)" = 1 ] || fail "more than one line"
+  echo "$err" | grep -q "typo.yaml:$line: unknown key 'wramup' in section optim" && ok "exit 2, one line naming the key and line $line" || fail "message"
+  ;;
+export)
+  exp=$ref/checkpoints/student-ema-0000000040.safetensors
+  /usr/bin/python3 "$src/tests/service/export_torch.py" "$distill" "$exp" "$work/export" || fail "export in PyTorch"
+  ;;
+teacher)
+  out=$work/teacher
+  rm -rf "$out"
+  start_teacher 15616
+  kill -STOP "$teacher_pid"
+  student_bg 15616 "$out"
+  advance_to "$out" 10 || fail "no progress"
+  kill -KILL "$teacher_pid"
+  k=$(steps_done "$out")
+  sleep 1.5
+  [ "$(steps_done "$out")" -lt 40 ] || fail "the run ended before the teacher died"
+  start_teacher 15616
+  rc=0; wait "$sp" || rc=$?
+  [ $rc = 0 ] || fail "student exit $rc after the teacher's restart"
+  ok "teacher killed after step $k and restarted: the student finished"
+  same_losses "$out" && ok "the reference losses" || fail "losses differ"
+  ;;
+metrics)
+  out=$work/metrics
+  rm -rf "$out"
+  sed 's/^  steps: 40/  steps: 100000/' "$recipe" > "$work/long.yaml"
+  recipe=$work/long.yaml
+  start_teacher 15619
+  "$distill" student --recipe "$recipe" --teachers tcp://127.0.0.1:15619 --out "$out" --quiet \
+    --metrics-port 15620 &
+  sp=$!
+  pids+=("$sp")
+  wait_for at_least "$out" 5 || fail "no progress"
+  kill -STOP "$teacher_pid"  # the student waits for targets while we scrape
+  python3 - <<'PY' || { kill -CONT "$teacher_pid"; fail "scrape"; }
+import re, sys, urllib.request
+text = urllib.request.urlopen("http://127.0.0.1:15620/metrics", timeout=5).read().decode()
+step = int(float(re.search(r'^distill_student_step\{group="metrics",rank="0"\} (\S+)$', text, re.M).group(1)))
+loss = float(re.search(r'^distill_student_loss\{group="metrics",rank="0",term="total"\} (\S+)$', text, re.M).group(1))
+blocks = int(float(re.search(r'^distill_student_blocks_received_total\{.*\} (\S+)$', text, re.M).group(1)))
+types = len(re.findall(r'^# TYPE ', text, re.M))
+print(f"scraped: step {step}, loss {loss:.4f}, blocks received {blocks}, {types} metric families")
+sys.exit(0 if step >= 5 and loss > 0 and blocks >= 2 * step and types >= 10 else 1)
+PY
+  kill -CONT "$teacher_pid"
+  ok "the Prometheus endpoint answers during training"
+  kill -TERM "$sp"
+  rc=0; wait "$sp" || rc=$?
+  [ $rc = 0 ] || fail "exit $rc after SIGTERM"
+  ;;
+mpi)
+  out=$work/mpi
+  rm -rf "$out"
+  start_teacher 15621
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+    timeout 100 mpirun -np 2 --oversubscribe "$distill" student --recipe "$recipe" --teachers tcp://127.0.0.1:15621 \
+    --out "$out" --quiet || fail "mpirun"
+  [ -f "$out/metrics-rank1.jsonl" ] || fail "rank 1 did not run"
+  python3 - "$ref/metrics.jsonl" "$out/metrics.jsonl" <<'PY' || fail "losses differ"
+import json, sys
+def rows(p):
+    return {r["step"]: r for r in map(json.loads, open(p)) if "loss" in r}
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+worst = 0.0
+for s in a:
+    for k in ("loss", "feat_cls", "feat_cos", "feat_l1"):
+        worst = max(worst, abs(b[s][k] - a[s][k]) / max(abs(a[s][k]), 1e-12))
+print(f"{len(b)} steps of the 2-rank group against {len(a)} of one rank: largest relative loss difference {worst:.3g}")
+sys.exit(0 if len(a) == len(b) == 40 and worst <= 1e-4 else 1)
+PY
+  ok "2 ranks (MPI) = 1 rank with the same global batch, within 1e-4 relative"
+  # A checkpoint written by one rank, resumed by two.
+  out2=$work/mpi-resume
+  rm -rf "$out2"
+  mkdir -p "$out2"
+  grep '"loss"' "$ref/metrics.jsonl" | head -n 36 > "$out2/metrics.jsonl"
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_btl=self,vader \
+    timeout 100 mpirun -np 2 --oversubscribe "$distill" student --recipe "$recipe" --teachers tcp://127.0.0.1:15621 \
+    --out "$out2" --quiet --resume "$ref/checkpoints/ckpt-0000000036.safetensors" || fail "mpirun resume"
+  python3 - "$ref/metrics.jsonl" "$out2/metrics.jsonl" <<'PY' || fail "losses differ after resuming with 2 ranks"
+import json, sys
+def rows(p):
+    return {r["step"]: r for r in map(json.loads, open(p)) if "loss" in r}
+a, b = rows(sys.argv[1]), rows(sys.argv[2])
+worst = max(abs(b[s]["loss"] - a[s]["loss"]) / abs(a[s]["loss"]) for s in range(36, 40))
+print(f"steps 36-39 by 2 ranks from the 1-rank checkpoint: largest relative loss difference {worst:.3g}")
+sys.exit(0 if len(b) == 40 and worst <= 1e-4 else 1)
+PY
+  ok "a 1-rank checkpoint resumed by 2 ranks: the same losses within 1e-4"
+  ;;
+prototypes)
+  recipe=$src/tests/service/prototypes.yaml
+  ref=$work/prototypes-ref
+  out=$work/prototypes
+  rm -rf "$ref" "$out"
+  start_teacher 15617
+  student 15617 "$ref" --quiet || fail "prototypes run"
+  python3 - "$ref/metrics.jsonl" <<'PY' || fail "losses"
+import json, math, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+ok = len(rows) == 40 and all(math.isfinite(r["loss"]) and r["dino"] > 0 and r["ibot"] > 0 and r["koleo"] != 0 for r in rows)
+print(f"{len(rows)} steps, DINO {rows[0]['dino']:.4f} -> {rows[-1]['dino']:.4f}, iBOT {rows[0]['ibot']:.4f} -> {rows[-1]['ibot']:.4f}, "
+      f"teacher temp {rows[0]['teacher_temp']:.3f} -> {rows[-1]['teacher_temp']:.3f}")
+sys.exit(0 if ok and rows[0]["teacher_temp"] < rows[-1]["teacher_temp"] else 1)
+PY
+  ok "prototypes: 40 steps, DINO, iBOT and KoLeo finite and non-zero, teacher temperature warmed up"
+  kill -STOP "$teacher_pid"
+  student_bg 15617 "$out"
+  advance_to "$out" 10 || fail "no progress"
+  kill -TERM "$sp"
+  rc=0; wait "$sp" || rc=$?
+  kill -CONT "$teacher_pid"
+  [ $rc = 0 ] || fail "SIGTERM: exit $rc"
+  student 15617 "$out" --quiet --resume auto || fail "resume"
+  same_losses "$out" && ok "prototypes: resumed after SIGTERM at step $(grep -o '"event":"stop","step":[0-9]*' "$out/metrics.jsonl" | grep -o '[0-9]*$'), the same losses bitwise" || fail "losses differ"
+  ;;
+hires)
+  recipe=$src/tests/service/hires.yaml
+  ref=$work/hires-ref
+  rm -rf "$ref" "$work"/hires-from-*
+  "$grid_teacher" tcp://127.0.0.1:15618 16 4 2 &
+  pids+=("$!")
+  student 15618 "$ref" --quiet || fail "hires run"
+  grep -q '"event":"hires","step":8' "$ref/metrics.jsonl" || fail "no switch at step 8"
+  python3 - "$ref/metrics.jsonl" "$ref/checkpoints/student-ema-0000000012.safetensors" "$src/tools" <<'PY' || fail "hires checks"
+import json, sys
+sys.path.insert(0, sys.argv[3])
+import st_io
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+res = [r["resolution"] for r in rows]
+t, _ = st_io.read(sys.argv[2])
+pos = t["pos_embed"][1]
+print(f"resolutions by step: {res}; exported pos_embed {pos}")
+sys.exit(0 if res == [28] * 8 + [42] * 4 and pos == [1, 10, 32] else 1)
+PY
+  ok "steps 0-7 at 28 px, 8-11 at 42 px; the exported EMA has a 3x3 position grid"
+  for c in 8 10; do
+    out=$work/hires-from-$c
+    mkdir -p "$out"
+    grep '"loss"' "$ref/metrics.jsonl" | head -n $c > "$out/metrics.jsonl"
+    student 15618 "$out" --quiet --resume "$ref/checkpoints/ckpt-$(printf %010d $c).safetensors" || fail "resume from $c"
+    same_losses "$out" && ok "resumed from the checkpoint at step $c: the same losses bitwise" || fail "losses differ from step $c"
+  done
+  ;;
+*) fail "unknown case $case_name" ;;
+esac

@@ -1,0 +1,95 @@
+// The recipe's student sections: the S/B/L recipes load with the paper's
+// numbers and their presets, and every kind of bad value is refused with
+// FILE:LINE and the key's full name.
+#include <math.h>
+#include <string.h>
+
+#include "recipe/recipe.h"
+#include "student/student_model.h"
+#include "tests/harness.h"
+
+static int parse(const char *text, dl_recipe *r, dl_err *err) {
+  return dl_recipe_parse("r.yaml", (const uint8_t *)text, strlen(text), r, err);
+}
+
+static void check_family(void) {
+  const struct { const char *file; int dim, depth, heads, hidden; } want[] = {
+      {"vits14", 384, 12, 6, 1536}, {"vitb14", 768, 12, 12, 3072}, {"vitl14", 1024, 24, 16, 4096}};
+  for (int i = 0; i < 3; i++) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/recipes/%s.yaml", DISTILL_SOURCE_DIR, want[i].file);
+    dl_recipe r;
+    dl_err err;
+    int rc = dl_recipe_load(path, &r, &err);
+    CHECK(rc == 0, "%s loads%s%s", want[i].file, rc ? ": " : "", rc ? err.msg : "");
+    if (rc) continue;
+    const dl_recipe_model *m = &r.model;
+    CHECK(m->dim == want[i].dim && m->depth == want[i].depth && m->heads == want[i].heads &&
+              m->ffn_hidden == want[i].hidden && !m->swiglu && m->layerscale == 1e-5f && m->drop_path == 0.0f,
+          "%s: %d wide, %d blocks, %d heads, MLP %d, LayerScale 1e-5, drop path 0", want[i].file, m->dim, m->depth,
+          m->heads, m->ffn_hidden);
+    dl_train_config tc;
+    dl_student_train_config(&r, 1, r.crops.global_size, NULL, m->dim, &tc);
+    CHECK(r.train.batch == 2048 && fabs(tc.sched.lr.base - 1e-3 * sqrt(2.0)) < 1e-12 && r.hires.steps == 10000 &&
+              r.hires.size == 518 && tc.sched.wd.base == 0.04 && tc.sched.wd.final == 0.2 &&
+              tc.sched.momentum.base == 0.994 && tc.adamw.clip == 3.0f && tc.adamw.patch_embed_lr_mult == 0.2f,
+          "%s: batch 2048, lr %.6g = 1e-3 * sqrt(2048 / 1024), wd 0.04 -> 0.2, EMA 0.994 -> 1, clip 3, "
+          "patch-embed lr x0.2, 10,000 steps at 518",
+          want[i].file, tc.sched.lr.base);
+    int blocks;
+    CHECK(dl_recipe_rank_blocks(&r, 8, &blocks, &err) == 0 && blocks == 8, "%s: 8 ranks take 8 blocks of 32 each per step",
+          want[i].file);
+  }
+}
+
+static void check_refusals(void) {
+  const char *base = "data:\n  dataset: folder:/x\n  block_size: 4\nmodel:\n  size: small\ntrain:\n  batch: 8\n  steps: 10\n";
+  struct { const char *extra, *want; } bad[] = {
+      {"optim:\n  lr: fast\n", "r.yaml:10: optim.lr: 'fast' is not a number"},
+      {"optim:\n  clip: -1\n", "r.yaml:10: optim.clip: -1 is outside [0, 1e+06]"},
+      {"optim:\n  wramup: 3\n", "r.yaml:10: unknown key 'wramup' in section optim"},
+      {"model:\n  size: huge\n", "r.yaml:9: key 'model' repeated in the recipe"},
+      {"ema:\n  momentum: 1.5\n", "r.yaml:10: ema.momentum: 1.5 is outside [0, 1]"},
+      {"hires:\n  steps: 11\n", "r.yaml: hires.steps 11 exceeds train.steps 10"},
+      {"hires:\n  steps: 2\n  size: 500\n", "r.yaml: hires.size 500 is not a multiple of model.patch 14"},
+      {"checkpoint:\n  keep: 0\n", "r.yaml:10: checkpoint.keep: expected an integer in [1, 100000], got '0'"},
+      {"train2:\n  x: 1\n", "r.yaml:9: unknown section 'train2'"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    char text[1024];
+    snprintf(text, sizeof text, "%s%s", base, bad[i].extra);
+    dl_recipe r;
+    dl_err err = {{0}};
+    int rc = parse(text, &r, &err);
+    CHECK(rc == -1 && strncmp(err.msg, bad[i].want, strlen(bad[i].want)) == 0, "refused: %s", err.msg);
+  }
+  struct { const char *text, *want; } whole[] = {
+      {"data:\n  dataset: folder:/x\nmodel:\n  size: enormous\n",
+       "r.yaml:4: model.size: expected one of small, base, large, giant, got 'enormous'"},
+      {"data:\n  dataset: folder:/x\n  block_size: 3\nmodel:\n  size: small\ntrain:\n  batch: 8\n  steps: 2\n",
+       "r.yaml: train.batch 8 is not a multiple of data.block_size 3"},
+      {"data:\n  dataset: folder:/x\nmodel:\n  size: small\ntrain:\n  targets: prototypes\n  batch: 32\n  steps: 2\n",
+       "r.yaml: train.targets prototypes needs train.teacher_heads"},
+      {"data:\n  dataset: folder:/x\nmodel:\n  size: small\n  drop_path: 0.1\n",
+       "r.yaml:5: model.drop_path: only 0 is supported"},
+      {"data:\n  dataset: folder:/x\nmodel:\n  dim: 30\n  depth: 2\n  heads: 4\n  ffn_hidden: 8\ntrain:\n  batch: 32\n  steps: 1\n",
+       "r.yaml: model.dim 30 is not a multiple of model.heads 4"},
+  };
+  for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++) {
+    dl_recipe r;
+    dl_err err = {{0}};
+    int rc = parse(whole[i].text, &r, &err);
+    CHECK(rc == -1 && strncmp(err.msg, whole[i].want, strlen(whole[i].want)) == 0, "refused: %s", err.msg);
+  }
+  dl_recipe r;
+  dl_err err;
+  int rc = parse("data:\n  dataset: folder:/x\nmodel:\n  dim: 48\n  size: small\ntrain:\n  batch: 32\n  steps: 1\n", &r, &err);
+  CHECK(rc == 0 && r.model.dim == 48 && r.model.depth == 12, "an explicit key wins over the preset wherever it stands (dim %d)",
+        r.model.dim);
+}
+
+int main(void) {
+  check_family();
+  check_refusals();
+  return dl_test_summary("test_recipe_student");
+}
