@@ -16,6 +16,9 @@ static const subcommand kSubcommands[] = {
     {"preview", cmd_preview, "a PNG of a recipe's samples and their augmented crops"},
     {"keygen", cmd_keygen, "a CURVE key pair for the transport (NAME.key, NAME.pub)"},
     {"teacher", cmd_teacher, "serve teacher targets to students over ZeroMQ"},
+    {"pretrain", cmd_pretrain, "train a small teacher from scratch with DINOv2 self-distillation"},
+    {"knn", cmd_knn, "k-NN accuracy of a backbone's CLS features (DINO evaluation)"},
+    {"linear", cmd_linear, "linear-probe accuracy on a backbone's frozen CLS features"},
 };
 enum { kNumSubcommands = sizeof kSubcommands / sizeof kSubcommands[0] };
 

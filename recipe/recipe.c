@@ -147,6 +147,8 @@ static int parse_root(const parse_ctx *c, dl_recipe *r) {
     int rc;
     if (strcmp(scalar(k), "data") == 0) rc = parse_section(c, "data", v, parse_data, r), have_data = 1;
     else if (strcmp(scalar(k), "crops") == 0) rc = parse_section(c, "crops", v, parse_crops, r);
+    else if (strcmp(scalar(k), "teacher") == 0) rc = dl_recipe_parse_teacher(c->name, c->doc, v, &r->teacher, c->err);
+    else if (strcmp(scalar(k), "pretrain") == 0) rc = dl_recipe_parse_pretrain(c->name, c->doc, v, &r->pretrain, c->err);
     else rc = fail_at(c, k, "unknown section '%s' (data, crops)%s", scalar(k), "");
     if (rc != 0) return -1;
   }
@@ -159,6 +161,7 @@ int dl_recipe_parse(const char *name, const uint8_t *text, size_t n, dl_recipe *
   out->block_size = 32;
   out->loader_threads = 2;
   out->crops = dl_crop_spec_dinov2();
+  dl_recipe_teacher_defaults(&out->teacher, &out->pretrain);
   yaml_parser_t parser;
   yaml_document_t doc;
   if (!yaml_parser_initialize(&parser)) return dl_fail(err, "%s: cannot start the YAML parser", name);

@@ -10,6 +10,7 @@
 
 #include "common/err.h"
 #include "data/augment.h"
+#include "recipe/recipe_teacher.h"
 
 typedef struct dl_recipe {
   // data:
@@ -19,6 +20,9 @@ typedef struct dl_recipe {
   int loader_threads;   // default 2
   // crops: (defaults: DINOv2's)
   dl_crop_spec crops;
+  // teacher:, pretrain: (recipe_teacher.h)
+  dl_recipe_teacher teacher;
+  dl_recipe_pretrain pretrain;
 } dl_recipe;
 
 int dl_recipe_load(const char *path, dl_recipe *out, dl_err *err);
