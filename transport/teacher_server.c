@@ -312,6 +312,7 @@ static void queue_job(dl_teacher_server *s, const peer *p, uint64_t block, uint3
     j->resolution = res;
     if (s->jobs_tail) s->jobs_tail->next = j; else s->jobs_head = j;
     s->jobs_tail = j;
+    if (s->cfg.job_queued) s->cfg.job_queued(s->cfg.compute_user, block, res);
   }
   add_waiter(j, p);
 }
