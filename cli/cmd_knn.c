@@ -23,6 +23,7 @@ int cmd_knn(int argc, char **argv) {
   int npos;
   if (dl_parse_flags(&spec, argc, argv, pos, 0, &npos)) return 0;
   if (!(temperature > 0.0 && temperature < 100.0)) dl_die_input("knn: --temperature must lie in (0, 100)");
+  if (ef.limit_train > 0 && ef.limit_train < 10) dl_die_input("knn: --limit-train %d: k-NN needs at least 10 training items", ef.limit_train);
   const double t0 = dl_now_seconds();
   dl_vit vit;
   dl_eval_set train, test;

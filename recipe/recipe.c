@@ -138,7 +138,7 @@ static int parse_section(const parse_ctx *c, const char *section, const yaml_nod
 static int parse_root(const parse_ctx *c, dl_recipe *r) {
   yaml_node_t *root = yaml_document_get_root_node(c->doc);
   if (!root) return dl_fail(c->err, "%s: empty recipe", c->name);
-  if (root->type != YAML_MAPPING_NODE) return fail_at(c, root, "expected sections (data, crops)%s%s", "", "");
+  if (root->type != YAML_MAPPING_NODE) return fail_at(c, root, "expected sections (data, crops, teacher, pretrain)%s%s", "", "");
   if (check_unique_keys(c, root, "the recipe") != 0) return -1;
   int have_data = 0;
   for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
@@ -149,7 +149,7 @@ static int parse_root(const parse_ctx *c, dl_recipe *r) {
     else if (strcmp(scalar(k), "crops") == 0) rc = parse_section(c, "crops", v, parse_crops, r);
     else if (strcmp(scalar(k), "teacher") == 0) rc = dl_recipe_parse_teacher(c->name, c->doc, v, &r->teacher, c->err);
     else if (strcmp(scalar(k), "pretrain") == 0) rc = dl_recipe_parse_pretrain(c->name, c->doc, v, &r->pretrain, c->err);
-    else rc = fail_at(c, k, "unknown section '%s' (data, crops)%s", scalar(k), "");
+    else rc = fail_at(c, k, "unknown section '%s' (data, crops, teacher, pretrain)%s", scalar(k), "");
     if (rc != 0) return -1;
   }
   if (!have_data || !r->dataset[0]) return dl_fail(c->err, "%s: data.dataset is required", c->name);
