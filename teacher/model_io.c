@@ -136,14 +136,17 @@ int dl_heads_load(const char *path, dl_head *dino, dl_head *ibot, dl_err *err) {
   memset(dino, 0, sizeof *dino);
   memset(ibot, 0, sizeof *ibot);
   if (dl_st_open(path, &st, err)) return -1;
+  // Without ibot_head.* the iBOT head is the DINO head (DINOv2's ibot.separate_head: false).
+  const char *ibot_prefix = dl_st_find(&st, "ibot_head.mlp.0.weight") ? "ibot_head." : "dino_head.";
   int rc = read_head(&st, path, "dino_head.", dino, err);
-  if (rc == 0) rc = read_head(&st, path, "ibot_head.", ibot, err);
-  if (rc == 0 && st.count != dino->layout.count + ibot->layout.count)
-    for (int i = 0; i < st.count && rc == 0; i++) {  // name the first tensor that belongs to neither head
-      const char *n = st.tensors[i].name;
-      const dl_head *h = strncmp(n, "dino_head.", 10) == 0 ? dino : strncmp(n, "ibot_head.", 10) == 0 ? ibot : NULL;
-      if (!h || !dl_vit_layout_find(&h->layout, n + 10)) rc = dl_fail(err, "%s: unknown tensor %s", path, n);
-    }
+  if (rc == 0) rc = read_head(&st, path, ibot_prefix, ibot, err);
+  // Tensors outside the heads (a training checkpoint's backbone) are not ours to
+  // judge; a name under a head's prefix that the head lacks is an error.
+  for (int i = 0; i < st.count && rc == 0; i++) {
+    const char *n = st.tensors[i].name;
+    const dl_head *h = strncmp(n, "dino_head.", 10) == 0 ? dino : strncmp(n, "ibot_head.", 10) == 0 ? ibot : NULL;
+    if (h && !dl_vit_layout_find(&h->layout, n + 10)) rc = dl_fail(err, "%s: unknown tensor %s", path, n);
+  }
   dl_st_close(&st);
   if (rc) {
     if (dino->params) dl_head_free(dino);

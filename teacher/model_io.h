@@ -25,7 +25,9 @@ int dl_vit_save(const dl_vit *vit, const float *params, const char *path, dl_err
 // Writes both heads' parameters (params[k] in heads[k]'s layout).
 int dl_heads_save(const dl_head *dino, const float *dino_params, const dl_head *ibot, const float *ibot_params,
                   const char *path, dl_err *err);
-// Loads both heads; a missing, unknown or misshapen tensor is an error naming it.
+// Loads both heads; a missing, unknown or misshapen head tensor is an error
+// naming it. Other tensors (a training checkpoint's backbone) are ignored; a
+// file without ibot_head.* gives the DINO head twice (DINOv2's shared head).
 int dl_heads_load(const char *path, dl_head *dino, dl_head *ibot, dl_err *err);
 
 #endif

@@ -51,6 +51,26 @@ static void test_files(const char *dir) {
   dl_st_write_f32(hpath, extra, 2, NULL, 0, &err);
   rc = dl_heads_load(hpath, &l[0], &l[1], &err);
   CHECK(rc == -1 && strstr(err.msg, "missing tensor"), "an incomplete heads file is refused: %s", err.msg);
+  // Only a DINO head, plus a foreign tensor and a stray one under the prefix.
+  dl_st_out one[16];
+  char names[16][80];
+  int n = 0;
+  for (int i = 0; i < h[0].layout.count; i++, n++) {
+    const dl_param_entry *e = &h[0].layout.entries[i];
+    snprintf(names[n], sizeof names[n], "dino_head.%s", e->name);
+    one[n] = (dl_st_out){names[n], e->ndim, {e->shape[0], e->shape[1]}, h[0].params + e->offset};
+  }
+  one[n++] = (dl_st_out){"blocks.0.norm1.weight", 1, {64}, h[0].params};
+  dl_st_write_f32(hpath, one, n, NULL, 0, &err);
+  rc = dl_heads_load(hpath, &l[0], &l[1], &err);
+  CHECK(rc == 0 && memcmp(l[1].params, h[0].params, h[0].layout.total * 4) == 0,
+        "without ibot_head.* the iBOT head is the DINO head; other tensors ignored (%s)", rc ? err.msg : "ok");
+  if (rc == 0) dl_head_free(&l[0]), dl_head_free(&l[1]);
+  one[n++] = (dl_st_out){"dino_head.mlp.9.weight", 1, {64}, h[0].params};
+  dl_st_write_f32(hpath, one, n, NULL, 0, &err);
+  rc = dl_heads_load(hpath, &l[0], &l[1], &err);
+  CHECK(rc == -1 && strstr(err.msg, "unknown tensor dino_head.mlp.9.weight"), "a stray head tensor is refused: %s",
+        err.msg);
   rc = dl_heads_load(wpath, &l[0], &l[1], &err);
   CHECK(rc == -1 && strstr(err.msg, "dino_head.mlp.0.weight"), "a backbone is not a heads file: %s", err.msg);
   for (int k = 0; k < 2; k++) dl_head_free(&h[k]);
