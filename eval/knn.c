@@ -54,7 +54,7 @@ void dl_knn_eval(dl_eval_set *train, dl_eval_set *test, const int *ks, int nk, f
   const int D = train->dim, N = train->n;
   int kmax = 0;
   for (int i = 0; i < nk; i++) kmax = ks[i] > kmax ? ks[i] : kmax;
-  DL_ASSERT(kmax >= 1 && kmax <= KNN_MAX_K && kmax <= N);
+  DL_ASSERT(kmax >= 1 && kmax <= KNN_MAX_K && kmax <= N && nk <= 16);
   const int classes = train->classes > test->classes ? train->classes : test->classes;
   dl_l2_normalize_rows(train->feats, N, D);
   dl_l2_normalize_rows(test->feats, test->n, D);
@@ -73,14 +73,14 @@ void dl_knn_eval(dl_eval_set *train, dl_eval_set *test, const int *ks, int nk, f
 #pragma omp for schedule(static)
       for (int i = 0; i < m; i++) {
         top_k(sims + (size_t)i * N, N, kmax, best, idx);
-        for (int q = 0; q < nk && q < 16; q++) {
+        for (int q = 0; q < nk; q++) {
           const int pred = vote(best, idx, ks[q], train->labels, classes, temperature, votes);
           if (predictions) predictions[(size_t)q * test->n + t0 + i] = pred;
           local[q] += pred == test->labels[t0 + i];
         }
       }
 #pragma omp critical
-      for (int q = 0; q < nk && q < 16; q++) correct[q] += local[q];
+      for (int q = 0; q < nk; q++) correct[q] += local[q];
       free(votes);
     }
   }
