@@ -116,7 +116,8 @@ static int parse_value(const char *file, const char *section, const key_spec *k,
       if (v->type == YAML_SCALAR_NODE && strcmp(scalar(v), "features") == 0) *(dl_target_kind *)dst = DL_TARGET_FEATURES;
       else if (v->type == YAML_SCALAR_NODE && strcmp(scalar(v), "prototypes") == 0)
         *(dl_target_kind *)dst = DL_TARGET_PROTOTYPES;
-      else return dl_fail(err, "%s:%d: %s.%s: expected features or prototypes", file, line_of(v), section, k->name);
+      else if (v->type == YAML_SCALAR_NODE && strcmp(scalar(v), "both") == 0) *(dl_target_kind *)dst = DL_TARGET_BOTH;
+      else return dl_fail(err, "%s:%d: %s.%s: expected features, prototypes or both", file, line_of(v), section, k->name);
       return 0;
     case K_RATIO_PAIR: return parse_ratio_pair(file, section, k, doc, v, (double *)dst, err);
     default: break;
@@ -154,8 +155,8 @@ int dl_recipe_parse_teacher(const char *file, void *doc, const void *node, dl_re
                     err))
     return -1;
   if (!out->weights[0]) return dl_fail(err, "%s:%d: teacher.weights is required", file, line_of(m));
-  if (out->target == DL_TARGET_PROTOTYPES && !out->heads[0])
-    return dl_fail(err, "%s:%d: teacher.heads is required with target: prototypes", file, line_of(m));
+  if (out->target != DL_TARGET_FEATURES && !out->heads[0])
+    return dl_fail(err, "%s:%d: teacher.heads is required with target: prototypes or both", file, line_of(m));
   out->present = true;
   return 0;
 }

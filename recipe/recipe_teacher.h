@@ -12,13 +12,13 @@
 
 #define DL_RECIPE_PATH_MAX 1024
 
-typedef enum dl_target_kind { DL_TARGET_FEATURES = 0, DL_TARGET_PROTOTYPES = 1 } dl_target_kind;
+typedef enum dl_target_kind { DL_TARGET_FEATURES = 0, DL_TARGET_PROTOTYPES = 1, DL_TARGET_BOTH = 2 } dl_target_kind;
 
 typedef struct dl_recipe_teacher {
   bool present;                    // the recipe has a teacher section
   char weights[DL_RECIPE_PATH_MAX];  // backbone .safetensors (required)
-  char heads[DL_RECIPE_PATH_MAX];    // DINO + iBOT heads (required for prototypes)
-  dl_target_kind target;           // features (default) or prototypes
+  char heads[DL_RECIPE_PATH_MAX];    // DINO + iBOT heads (required for prototypes and both)
+  dl_target_kind target;           // features (default), prototypes, or both
   int batch;                       // images per forward pass (default 32)
   int cache_mb;                    // block cache budget (default 1024)
   char codec[128];                 // codec spec (transport/codec.h), default "f32"

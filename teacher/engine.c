@@ -36,7 +36,7 @@ struct dl_teacher_engine {
 };
 
 int dl_teacher_engine_target_dim(const dl_teacher_engine_config *cfg) {
-  return cfg->dino ? dl_head_out_dim(cfg->dino, DL_HEAD_BOTTLENECK) : cfg->vit->cfg.dim;
+  return cfg->kind == 1 ? dl_head_out_dim(cfg->dino, DL_HEAD_BOTTLENECK) : cfg->vit->cfg.dim;
 }
 
 static int count_state(const dl_teacher_engine *e, job_state s) {
@@ -158,21 +158,24 @@ static int forward_jobs(dl_teacher_engine *e, job **jobs, int n, int res, dl_err
 static int fill_targets(dl_teacher_engine *e, job *j, int at, int res, dl_err *err) {
   const dl_vit *vit = e->cfg.vit;
   const int D = vit->cfg.dim, P = dl_vit_num_patches(&vit->cfg, res, res), m = images_of(j);
-  const int W = dl_teacher_engine_target_dim(&e->cfg);
   dl_target_block *t = &j->result;
   t->block = j->block;
   t->resolution = j->resolution;
   t->first_sample = j->block * (uint64_t)e->cfg.stream.block_size;
   t->num_samples = (uint32_t)j->input.num_samples;
-  float *cls = dl_target_block_add_uninitialized(t, "cls", (uint32_t)m, (uint32_t)W);
-  float *patch = dl_target_block_add_uninitialized(t, "patch", (uint32_t)m * P, (uint32_t)W);
-  if (!cls || !patch) return dl_fail(err, "block %llu: cannot add target tensors", (unsigned long long)j->block);
   const float *scls = e->stage_cls + (size_t)at * D, *spatch = e->stage_patch + (size_t)at * P * D;
-  if (!e->cfg.dino) {
+  if (e->cfg.kind != 1) {
+    float *cls = dl_target_block_add_uninitialized(t, "cls", (uint32_t)m, (uint32_t)D);
+    float *patch = dl_target_block_add_uninitialized(t, "patch", (uint32_t)m * P, (uint32_t)D);
+    if (!cls || !patch) return dl_fail(err, "block %llu: cannot add target tensors", (unsigned long long)j->block);
     memcpy(cls, scls, (size_t)m * D * sizeof(float));
     memcpy(patch, spatch, (size_t)m * P * D * sizeof(float));
-    return 0;
   }
+  if (e->cfg.kind == 0) return 0;
+  const uint32_t B = (uint32_t)dl_head_out_dim(e->cfg.dino, DL_HEAD_BOTTLENECK);
+  float *cls = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "cls_proto" : "cls", (uint32_t)m, B);
+  float *patch = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "patch_proto" : "patch", (uint32_t)m * P, B);
+  if (!cls || !patch) return dl_fail(err, "block %llu: cannot add target tensors", (unsigned long long)j->block);
   dl_head_forward(e->cfg.dino, DL_HEAD_BOTTLENECK, scls, m, cls, &e->head_ws);
   dl_head_forward(e->cfg.ibot, DL_HEAD_BOTTLENECK, spatch, m * P, patch, &e->head_ws);
   return 0;
@@ -199,7 +202,7 @@ static void *compute_main(void *arg) {
     }
     pthread_mutex_lock(&e->mu);
     for (int i = 0; i < n; i++) {
-      jobs[i]->state = rc == 0 && jobs[i]->result.ntensors == 2 ? JOB_DONE : JOB_FAILED;
+      jobs[i]->state = rc == 0 && jobs[i]->result.ntensors == (e->cfg.kind == 2 ? 4 : 2) ? JOB_DONE : JOB_FAILED;
       if (jobs[i]->state == JOB_FAILED) {
         snprintf(jobs[i]->error, sizeof jobs[i]->error, "%s", err.msg[0] ? err.msg : "forward pass failed");
         e->stats.failed++;
@@ -251,8 +254,8 @@ dl_teacher_engine *dl_teacher_engine_start(const dl_teacher_engine_config *cfg, 
             cfg->max_resolution);
     return NULL;
   }
-  if ((cfg->dino == NULL) != (cfg->ibot == NULL)) {
-    dl_fail(err, "teacher engine: prototypes mode needs both the DINO and the iBOT head");
+  if (cfg->kind < 0 || cfg->kind > 2 || (cfg->kind != 0 && (!cfg->dino || !cfg->ibot))) {
+    dl_fail(err, "teacher engine: target kind %d needs the DINO and the iBOT head (kind 1 or 2)", cfg->kind);
     return NULL;
   }
   dl_teacher_engine *e = dl_calloc(1, sizeof *e);

@@ -14,6 +14,8 @@
 //   features:   "cls" [S*G, D] x_norm_clstoken, "patch" [S*G*P, D] x_norm_patchtokens
 //   prototypes: "cls" [S*G, B] the DINO head's L2-normalized bottleneck of the CLS token,
 //               "patch" [S*G*P, B] the iBOT head's of every patch token
+//   both:       the features as "cls" and "patch", the bottlenecks as
+//               "cls_proto" and "patch_proto" (one teacher for students of either kind)
 #ifndef DISTILL_TEACHER_ENGINE_H
 #define DISTILL_TEACHER_ENGINE_H
 
@@ -27,7 +29,8 @@
 
 typedef struct dl_teacher_engine_config {
   const dl_vit *vit;              // borrowed
-  const dl_head *dino, *ibot;     // both set: prototypes mode; both NULL: features
+  const dl_head *dino, *ibot;     // prototypes and both: the heads; features: NULL
+  int kind;                       // 0 features, 1 prototypes, 2 both (teacher_server.h)
   dl_sample_stream stream;        // the recipe's stream (dataset borrowed); local crops are not built
   int batch;                      // images per forward pass
   int workers;                    // decode + augment threads
@@ -49,7 +52,7 @@ dl_teacher_engine_stats dl_teacher_engine_stats_get(dl_teacher_engine *e);
 // Stops the threads and frees everything (jobs not handed over are dropped).
 void dl_teacher_engine_stop(dl_teacher_engine *e);
 
-// Width of the targets: the backbone's dim, or the heads' bottleneck.
+// Width of the targets: the backbone's dim (features, both), or the heads' bottleneck.
 int dl_teacher_engine_target_dim(const dl_teacher_engine_config *cfg);
 
 #endif

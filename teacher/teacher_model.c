@@ -31,8 +31,8 @@ static int load(const dl_recipe *r, dl_teacher_model *m, dl_err *err) {
   dl_vit_overrides ov = {0, -1};
   if (dl_vit_load(t->weights, &ov, &m->vit, NULL, err)) return -1;
   if (hash_file(t->weights, 0, &m->weights_hash, err)) return -1;
-  m->target_kind = t->target == DL_TARGET_PROTOTYPES;
-  if (m->target_kind) {
+  m->target_kind = (int)t->target;
+  if (m->target_kind != DL_TARGET_FEATURES) {
     if (dl_heads_load(t->heads, &m->dino, &m->ibot, err) || check_heads(m, t->heads, err)) return -1;
     if (hash_file(t->heads, m->weights_hash, &m->weights_hash, err)) return -1;
   }
@@ -42,6 +42,7 @@ static int load(const dl_recipe *r, dl_teacher_model *m, dl_err *err) {
   if (dl_dataset_open(r->dataset, &m->dataset, err)) return -1;
   dl_teacher_engine_config ec = {
       .vit = &m->vit, .dino = m->target_kind ? &m->dino : NULL, .ibot = m->target_kind ? &m->ibot : NULL,
+      .kind = m->target_kind,
       .stream = {m->dataset, r->seed, r->block_size, r->crops, 0}, .batch = t->batch, .workers = t->workers,
       .max_resolution = 2048};
   m->target_dim = (uint32_t)dl_teacher_engine_target_dim(&ec);

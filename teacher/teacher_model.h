@@ -12,10 +12,10 @@
 
 typedef struct dl_teacher_model {
   dl_vit vit;
-  dl_head dino, ibot;  // loaded in prototypes mode only
+  dl_head dino, ibot;  // loaded for prototypes and both
   dl_dataset *dataset;
   dl_teacher_engine *engine;
-  int target_kind;     // 0 features, 1 prototypes (teacher_server.h)
+  int target_kind;     // 0 features, 1 prototypes, 2 both (teacher_server.h)
   uint32_t target_dim, patch_tokens;  // patch tokens per global crop at the recipe's size
   uint64_t weights_hash;              // xxHash64 of the weights file (and the heads file)
 } dl_teacher_model;

@@ -40,7 +40,7 @@ typedef struct dl_teacher_config {
   uint64_t recipe_hash;     // 0: accept any student's recipe
   uint64_t weights_hash;
   uint32_t embed_dim, patch_tokens;
-  int target_kind;          // 0 features, 1 prototypes
+  int target_kind;          // 0 features, 1 prototypes, 2 both
   dl_codec_spec codecs;
   int zstd_level;           // 0: no zstd
   size_t cache_bytes;       // 0: no cache and no coalescing: every request computes

@@ -3,6 +3,7 @@
 // - features mode: every served block equals `distill embed` on the same
 //   crops, rebuilt from the sample stream, within 1e-5, at two resolutions;
 // - prototypes mode: unit-norm bottlenecks, equal to the heads on those features;
+// - both: the features and the bottlenecks in one block;
 // - a teacher killed with SIGKILL and restarted serves the rest of the stream;
 // - two student groups in step share one teacher: it computes each block once.
 #include <math.h>
@@ -158,11 +159,13 @@ static void test_features(void) {
   CHECK(proc_stop(t, SIGTERM, 20) == 0, "features: the teacher ends cleanly on SIGTERM");
 }
 
-static void test_prototypes(void) {
+// kind "prototypes": bottlenecks as cls/patch; "both": as cls_proto/patch_proto, features as cls/patch.
+static void test_prototypes(const char *kind) {
+  const int both = strcmp(kind, "both") == 0;
   char recipe[256], log[256];
-  snprintf(recipe, sizeof recipe, "%s/prototypes.yaml", g_dir);
-  snprintf(log, sizeof log, "%s/teacher-prototypes.log", g_dir);
-  write_recipe(recipe, "prototypes");
+  snprintf(recipe, sizeof recipe, "%s/%s.yaml", g_dir, kind);
+  snprintf(log, sizeof log, "%s/teacher-%s.log", g_dir, kind);
+  write_recipe(recipe, kind);
   pid_t t = start_teacher(recipe, log);
   dl_student_client *c = client("proto", 56, 1, 1);
   dl_target_block b;
@@ -171,7 +174,8 @@ static void test_prototypes(void) {
   int loaded = dl_heads_load(HEADS, &dino, &ibot, &err) == 0;
   dl_safetensors ref;
   if (c && loaded && next_block(c, &b) && reference(b.block, 56, &ref) == 0) {
-    const dl_tensor *tc = dl_target_block_find(&b, "cls"), *tp = dl_target_block_find(&b, "patch");
+    const dl_tensor *tc = dl_target_block_find(&b, both ? "cls_proto" : "cls");
+    const dl_tensor *tp = dl_target_block_find(&b, both ? "patch_proto" : "patch");
     const int W = dino.cfg.out_dim;
     double worst = 0;
     for (int k = 0; tc && tp && k < 2; k++) {
@@ -182,8 +186,9 @@ static void test_prototypes(void) {
         worst = fmax(worst, fabs(sqrt(s) - 1.0));
       }
     }
-    CHECK(tc && tp && (int)tc->cols == W && (int)tp->cols == W && worst <= 1e-5,
-          "prototypes: %u + %u bottlenecks of %d floats, max |norm - 1| %.2e (<= 1e-5)", tc ? tc->rows : 0,
+    CHECK(tc && tp && (int)tc->cols == W && (int)tp->cols == W && worst <= 1e-5 && b.ntensors == (both ? 4 : 2),
+          "%s: %d tensors; %u + %u bottlenecks of %d floats, max |norm - 1| %.2e (<= 1e-5)", kind, b.ntensors,
+          tc ? tc->rows : 0,
           tp ? tp->rows : 0, W, worst);
     size_t nc, np;
     float *cls = read_tensor(&ref, "x_norm_clstoken", &nc), *patch = read_tensor(&ref, "x_norm_patchtokens", &np);
@@ -195,18 +200,19 @@ static void test_prototypes(void) {
     const int same = tc && tp && tc->rows == (uint32_t)nrows_c && tp->rows == (uint32_t)nrows_p;
     double dc = same ? max_abs_diff(tc->data, bc, (size_t)nrows_c * W) : 1e9;
     double dp = same ? max_abs_diff(tp->data, bp, (size_t)nrows_p * W) : 1e9;
-    CHECK(same && dc <= 1e-5 && dp <= 1e-5, "prototypes: equal to the heads on distill embed's features: cls %.2e, patch %.2e",
-          dc, dp);
+    CHECK(same && dc <= 1e-5 && dp <= 1e-5, "%s: equal to the heads on distill embed's features: cls %.2e, patch %.2e",
+          kind, dc, dp);
+    if (both) check_features(&b, 56, "both");
     dl_head_ws_free(&ws);
     free(cls), free(patch), free(bc), free(bp);
     dl_st_close(&ref);
     dl_target_block_free(&b);
   } else {
-    CHECK(0, "prototypes: a block arrived and its reference was computed (%s)", loaded ? "heads ok" : err.msg);
+    CHECK(0, "%s: a block arrived and its reference was computed (%s)", kind, loaded ? "heads ok" : err.msg);
   }
   if (loaded) dl_head_free(&dino), dl_head_free(&ibot);
   if (c) dl_student_client_destroy(c);
-  CHECK(proc_stop(t, SIGTERM, 20) == 0, "prototypes: the teacher ends cleanly on SIGTERM");
+  CHECK(proc_stop(t, SIGTERM, 20) == 0, "%s: the teacher ends cleanly on SIGTERM", kind);
 }
 
 static void test_sigkill_restart(void) {
@@ -274,7 +280,8 @@ int main(void) {
   snprintf(cmd, sizeof cmd, "mkdir -p %s", g_dir);
   if (system(cmd) != 0) return 1;
   test_features();
-  test_prototypes();
+  test_prototypes("prototypes");
+  test_prototypes("both");
   test_sigkill_restart();
   test_two_groups_share();
   int rc = dl_test_summary("teacher_service");

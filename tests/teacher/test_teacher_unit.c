@@ -97,7 +97,7 @@ static void test_recipe(void) {
       {"data:\n  dataset: idx:/x\nteacher:\n  weights: w\n  batsh: 4\n", "r.yaml:5: unknown key 'batsh' in section teacher"},
       {"data:\n  dataset: idx:/x\nteacher:\n  heads: h\n", "r.yaml:4: teacher.weights is required"},
       {"data:\n  dataset: idx:/x\nteacher:\n  weights: w\n  target: prototypes\n", "teacher.heads is required"},
-      {"data:\n  dataset: idx:/x\nteacher:\n  weights: w\n  target: logits\n", "r.yaml:5: teacher.target: expected features or prototypes"},
+      {"data:\n  dataset: idx:/x\nteacher:\n  weights: w\n  target: logits\n", "r.yaml:5: teacher.target: expected features, prototypes or both"},
       {"data:\n  dataset: idx:/x\npretrain:\n  batch: 1\n", "r.yaml:4: pretrain.batch: expected an integer in [2, 65536], got '1'"},
       {"data:\n  dataset: idx:/x\npretrain:\n  lr: fast\n", "r.yaml:4: pretrain.lr: expected a number"},
       {"data:\n  dataset: idx:/x\npretrain:\n  mask_ratio: [0.5, 0.2]\n", "LOW above HIGH"},
