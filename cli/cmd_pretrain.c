@@ -158,7 +158,7 @@ int cmd_pretrain(int argc, char **argv) {
     }
     if (p->save_every && (s + 1) % p->save_every == 0) save(out, &t, s + 1);
   }
-  save(out, &t, s);
+  if (!(p->save_every && s > 0 && s % p->save_every == 0)) save(out, &t, s);  // unless just saved
   printf("event=done steps=%ld seconds=%.1f skipped_items=%lld\n", s, dl_now_seconds() - t0,
          (long long)dl_loader_skipped(ld));
   dl_loader_stop(ld);
