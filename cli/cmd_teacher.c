@@ -1,6 +1,6 @@
-// `distill teacher`: serves targets to students over ZeroMQ. For now the
-// targets come from --synthetic D,P (no model) or from a target store; the
-// model-backed mode plugs into the same server through compute_block.
+// `distill teacher`: serves targets to students over ZeroMQ, computed by the
+// model a recipe names (--recipe R: teacher/teacher_model.h), or synthetic
+// (--synthetic D,P, no model), or read from a target store.
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +9,8 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "common/err.h"
+#include "recipe/recipe.h"
+#include "teacher/teacher_model.h"
 #include "transport/malloc_tuning.h"
 #include "transport/synthetic.h"
 #include "transport/teacher_server.h"
@@ -33,20 +35,24 @@ static void check_range(const char *flag, int v, int lo, int hi) {
 }
 
 int cmd_teacher(int argc, char **argv) {
-  const char *bind = "tcp://127.0.0.1:5555", *id = NULL, *synthetic = NULL, *codec = "f32";
+  const char *bind = "tcp://127.0.0.1:5555", *id = NULL, *synthetic = NULL, *codec = NULL;
   const char *store = NULL, *curve_key = NULL, *allow = NULL, *recipe = NULL, *weights = NULL;
-  int block_size = 32, crops = 2, zstd_level = 0, cache_mb = 1024, heartbeat_ms = 1000;
+  const char *recipe_path = NULL;
+  // -1 / NULL: not given (the recipe's value, else the default)
+  int block_size = 32, crops = 2, zstd_level = -1, cache_mb = -1, heartbeat_ms = 1000;
   int dead_after_ms = 5000, max_msg_kb = 1024;
   bool store_write = false, quiet = false;
   const dl_flag flags[] = {
+      {"recipe", DL_FLAG_STRING, &recipe_path, "FILE", "serve the model of the recipe's teacher section on its data"},
       {"bind", DL_FLAG_STRING, &bind, "ENDPOINT", "ZeroMQ endpoint to bind (default tcp://127.0.0.1:5555)"},
+      {"listen", DL_FLAG_STRING, &bind, "ENDPOINT", "the same as --bind"},
       {"id", DL_FLAG_STRING, &id, "NAME", "stable teacher name for rendezvous hashing (default: the endpoint)"},
       {"synthetic", DL_FLAG_STRING, &synthetic, "D,P", "serve deterministic pseudo-targets: CLS of D floats, P patches per crop"},
       {"block-size", DL_FLAG_INT, &block_size, "N", "samples per block (default 32)"},
       {"crops", DL_FLAG_INT, &crops, "N", "global crops per sample (default 2)"},
-      {"codec", DL_FLAG_STRING, &codec, "SPEC", "f32|f16|bf16|int8, with NAME=CODEC overrides (default f32)"},
-      {"zstd-level", DL_FLAG_INT, &zstd_level, "N", "zstd level on top of the codec, 0 = off (default 0)"},
-      {"cache-mb", DL_FLAG_INT, &cache_mb, "N", "block cache budget in MiB; 0 = no cache, no coalescing (default 1024)"},
+      {"codec", DL_FLAG_STRING, &codec, "SPEC", "f32|f16|bf16|int8, with NAME=CODEC overrides (default: recipe, else f32)"},
+      {"zstd-level", DL_FLAG_INT, &zstd_level, "N", "zstd level on top of the codec, 0 = off (default: recipe, else 0)"},
+      {"cache-mb", DL_FLAG_INT, &cache_mb, "N", "block cache budget in MiB; 0 = no cache, no coalescing (default: recipe, else 1024)"},
       {"heartbeat-ms", DL_FLAG_INT, &heartbeat_ms, "MS", "heartbeat interval (default 1000)"},
       {"dead-after-ms", DL_FLAG_INT, &dead_after_ms, "MS", "a silent student is forgotten after this (default 5000)"},
       {"max-msg-kb", DL_FLAG_INT, &max_msg_kb, "KB", "largest message a student may send (default 1024)"},
@@ -59,7 +65,7 @@ int cmd_teacher(int argc, char **argv) {
       {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no event log lines"},
   };
   const dl_command_spec spec = {
-      "teacher", "(--synthetic D,P | --store DIR) [options]",
+      "teacher", "(--recipe R | --synthetic D,P | --store DIR) [options]",
       "Serves teacher targets to student ranks over ZeroMQ until SIGINT or SIGTERM,\n"
       "then prints its metrics as one key=value line on stdout.",
       flags, (int)(sizeof flags / sizeof flags[0])};
@@ -71,9 +77,20 @@ int cmd_teacher(int argc, char **argv) {
   dl_teacher_config_defaults(&cfg);
   dl_synthetic_spec syn = {0};
   dl_err err;
-  if (!synthetic && !store)
-    dl_die_input("teacher: needs --synthetic D,P or --store DIR (the model-backed mode is not built yet)");
+  if (!synthetic && !store && !recipe_path) dl_die_input("teacher: needs --recipe R, --synthetic D,P or --store DIR");
+  if (synthetic && recipe_path) dl_die_input("teacher: --synthetic and --recipe exclude each other");
   if (synthetic && dl_synthetic_parse(synthetic, &syn, &err)) dl_die_input("teacher: %s", err.msg);
+  dl_recipe rec;
+  if (recipe_path && dl_recipe_load(recipe_path, &rec, &err)) dl_die_input("%s", err.msg);
+  if (recipe_path && !rec.teacher.present) dl_die_input("teacher: %s has no teacher section", recipe_path);
+  if (recipe_path) {  // flags given on the command line win over the recipe
+    if (!codec) codec = rec.teacher.codec;
+    if (zstd_level < 0) zstd_level = rec.teacher.zstd_level;
+    if (cache_mb < 0) cache_mb = rec.teacher.cache_mb;
+  }
+  if (!codec) codec = "f32";
+  if (zstd_level < 0) zstd_level = 0;
+  if (cache_mb < 0) cache_mb = 1024;
   check_range("block-size", block_size, 1, 1 << 16);
   check_range("crops", crops, 1, 64);
   check_range("zstd-level", zstd_level, 0, 22);
@@ -99,13 +116,22 @@ int cmd_teacher(int argc, char **argv) {
   cfg.weights_hash = parse_hash("weights-hash", weights);
   cfg.embed_dim = syn.dim;
   cfg.patch_tokens = syn.patches;
+  dl_teacher_model model = {0};
+  if (recipe_path) {
+    if (dl_teacher_model_open(&rec, &model, &err)) dl_die_input("teacher: %s", err.msg);
+    cfg.embed_dim = model.target_dim;
+    cfg.patch_tokens = model.patch_tokens;
+    cfg.target_kind = model.target_kind;
+    if (!weights) cfg.weights_hash = model.weights_hash;
+  }
   cfg.zstd_level = zstd_level;
   cfg.cache_bytes = (size_t)cache_mb << 20;
   cfg.heartbeat_ms = heartbeat_ms;
   cfg.dead_after_ms = dead_after_ms;
   cfg.max_msg_bytes = (int64_t)max_msg_kb << 10;
-  cfg.compute_block = synthetic ? dl_synthetic_compute : NULL;
-  cfg.compute_user = &syn;
+  cfg.compute_block = synthetic ? dl_synthetic_compute : recipe_path ? dl_teacher_engine_compute : NULL;
+  cfg.compute_user = recipe_path ? (void *)model.engine : (void *)&syn;
+  cfg.job_queued = recipe_path ? dl_teacher_engine_announce : NULL;
   cfg.store_dir = store;
   cfg.store_write = store_write;
   cfg.curve_secret = curve_key ? &secret : NULL;
@@ -127,6 +153,12 @@ int cmd_teacher(int argc, char **argv) {
   fflush(stdout);
   dl_teacher_server_destroy(g_server);
   g_server = NULL;
+  if (recipe_path) {
+    dl_teacher_engine_stats es = dl_teacher_engine_stats_get(model.engine);
+    printf("engine prepared=%llu forward_passes=%llu images=%llu failed=%llu\n", (unsigned long long)es.prepared,
+           (unsigned long long)es.forward_passes, (unsigned long long)es.images, (unsigned long long)es.failed);
+    dl_teacher_model_close(&model);
+  }
   free(allowed);
   return rc == 0 ? 0 : 1;
 }

@@ -9,5 +9,8 @@ int cmd_preview(int argc, char **argv);
 int cmd_keygen(int argc, char **argv);
 int cmd_teacher(int argc, char **argv);
 int cmd_student(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
+int cmd_knn(int argc, char **argv);
+int cmd_linear(int argc, char **argv);
 
 #endif

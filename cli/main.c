@@ -17,6 +17,9 @@ static const subcommand kSubcommands[] = {
     {"keygen", cmd_keygen, "a CURVE key pair for the transport (NAME.key, NAME.pub)"},
     {"teacher", cmd_teacher, "serve teacher targets to students over ZeroMQ"},
     {"student", cmd_student, "train one rank of a student group on the teachers' targets"},
+    {"pretrain", cmd_pretrain, "train a small teacher from scratch with DINOv2 self-distillation"},
+    {"knn", cmd_knn, "k-NN accuracy of a backbone's CLS features (DINO evaluation)"},
+    {"linear", cmd_linear, "linear-probe accuracy on a backbone's frozen CLS features"},
 };
 enum { kNumSubcommands = sizeof kSubcommands / sizeof kSubcommands[0] };
 

@@ -184,19 +184,27 @@ static int parse_section(const dl_recipe_ctx *c, const char *section, const yaml
 static int parse_root(const dl_recipe_ctx *c, dl_recipe *r) {
   yaml_node_t *root = yaml_document_get_root_node(c->doc);
   if (!root) return dl_fail(c->err, "%s: empty recipe", c->name);
-  if (root->type != YAML_MAPPING_NODE) return dl_recipe_fail(c, root, "expected sections (data, crops, ...)");
+  if (root->type != YAML_MAPPING_NODE) return dl_recipe_fail(c, root, "expected sections (data, crops, model, ...)");
   if (check_unique_keys(c, root, "the recipe") != 0) return -1;
   int have_data = 0;
   for (yaml_node_pair_t *p = root->data.mapping.pairs.start; p < root->data.mapping.pairs.top; p++) {
     yaml_node_t *k = yaml_document_get_node(c->doc, p->key), *v = yaml_document_get_node(c->doc, p->value);
     if (!k || !v || k->type != YAML_SCALAR_NODE) return dl_recipe_fail(c, root, "section names must be plain names");
+    // The teacher's sections parse themselves (recipe/recipe_teacher.c).
+    if (strcmp(scalar(k), "teacher") == 0 || strcmp(scalar(k), "pretrain") == 0) {
+      int rc = strcmp(scalar(k), "teacher") == 0
+                   ? dl_recipe_parse_teacher(c->name, c->doc, v, &r->teacher, c->err)
+                   : dl_recipe_parse_pretrain(c->name, c->doc, v, &r->pretrain, c->err);
+      if (rc != 0) return -1;
+      continue;
+    }
     int i = 0;
     while (i < kNumSections && strcmp(scalar(k), kSections[i].name) != 0) i++;
     if (i == kNumSections) {
       char list[256] = "";
       for (int j = 0; j < kNumSections; j++)
         snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", j ? ", " : "", kSections[j].name);
-      return dl_recipe_fail(c, k, "unknown section '%s' (%s)", scalar(k), list);
+      return dl_recipe_fail(c, k, "unknown section '%s' (%s, teacher, pretrain)", scalar(k), list);
     }
     if (parse_section(c, kSections[i].name, v, kSections[i].parse, r) != 0) return -1;
     have_data |= i == 0;
@@ -213,6 +221,7 @@ int dl_recipe_parse(const char *name, const uint8_t *text, size_t n, dl_recipe *
   out->loader_threads = 2;
   out->crops = dl_crop_spec_dinov2();
   dl_recipe_student_defaults(out);
+  dl_recipe_teacher_defaults(&out->teacher, &out->pretrain);
   yaml_parser_t parser;
   yaml_document_t doc;
   if (!yaml_parser_initialize(&parser)) return dl_fail(err, "%s: cannot start the YAML parser", name);

@@ -12,6 +12,7 @@
 
 #include "common/err.h"
 #include "data/augment.h"
+#include "recipe/recipe_teacher.h"
 
 #define DL_RECIPE_PATH_MAX 1024
 
@@ -85,6 +86,9 @@ typedef struct dl_recipe {
   dl_recipe_checkpoint checkpoint;
   dl_recipe_hires hires;
   bool has_model, has_train;  // which student sections the file has
+  // teacher:, pretrain: (recipe_teacher.h)
+  dl_recipe_teacher teacher;
+  dl_recipe_pretrain pretrain;
 } dl_recipe;
 
 int dl_recipe_load(const char *path, dl_recipe *out, dl_err *err);

@@ -268,13 +268,15 @@ static void on_hello(dl_teacher_server *s, const uint8_t *rid, size_t rid_len, c
   dl_envelope out;
   dl_envelope_init(&out);
   Distill__Welcome w = DISTILL__WELCOME__INIT;
+  // target_kind 2: both (features and prototypes tensors in every block).
+  Distill__TargetKind kinds[2] = {DISTILL__TARGET_KIND__TARGET_FEATURES, DISTILL__TARGET_KIND__TARGET_PROTOTYPES};
   Distill__TargetKind kind = (Distill__TargetKind)s->cfg.target_kind;
   w.teacher_id = s->teacher_id;
   w.incarnation = s->m.incarnation;
   w.embed_dim = s->cfg.embed_dim;
   w.patch_tokens = s->cfg.patch_tokens;
-  w.n_target_kinds = 1;
-  w.target_kinds = &kind;
+  w.n_target_kinds = s->cfg.target_kind == 2 ? 2 : 1;
+  w.target_kinds = s->cfg.target_kind == 2 ? kinds : &kind;
   w.weights_hash = s->cfg.weights_hash;
   w.heartbeat_ms = (uint32_t)s->cfg.heartbeat_ms;
   out.body_case = DISTILL__ENVELOPE__BODY_WELCOME;
@@ -312,6 +314,7 @@ static void queue_job(dl_teacher_server *s, const peer *p, uint64_t block, uint3
     j->resolution = res;
     if (s->jobs_tail) s->jobs_tail->next = j; else s->jobs_head = j;
     s->jobs_tail = j;
+    if (s->cfg.job_queued) s->cfg.job_queued(s->cfg.compute_user, block, res);
   }
   add_waiter(j, p);
 }

@@ -40,7 +40,7 @@ typedef struct dl_teacher_config {
   uint64_t recipe_hash;     // 0: accept any student's recipe
   uint64_t weights_hash;
   uint32_t embed_dim, patch_tokens;
-  int target_kind;          // 0 features, 1 prototypes
+  int target_kind;          // 0 features, 1 prototypes, 2 both
   dl_codec_spec codecs;
   int zstd_level;           // 0: no zstd
   size_t cache_bytes;       // 0: no cache and no coalescing: every request computes
@@ -50,6 +50,10 @@ typedef struct dl_teacher_config {
   int send_hwm;             // messages queued per peer before sends return "again"
   dl_compute_block_fn compute_block;  // NULL: serve from the store only
   void *compute_user;
+  // Optional: told of each new compute job as it is queued (before its
+  // compute_block call), so a model can start decoding and computing ahead
+  // on its own threads while this thread encodes and sends. Same user.
+  void (*job_queued)(void *user, uint64_t block, uint32_t resolution);
   const char *store_dir;    // read blocks from here when present (NULL: none)
   bool store_write;         // also add every computed block to the store
   const dl_curve_key *curve_secret;   // CURVE server when set

@@ -1,0 +1,33 @@
+// What the teacher side reads and writes besides the backbone loader: a
+// freshly initialized ViT (DINOv2's initialization), the backbone in the
+// official names, and the DINO and iBOT heads in one file.
+//
+// Heads file: every tensor of the DINO head under "dino_head." and of the
+// iBOT head under "ibot_head." (mlp.N.weight/bias, last_layer.weight_g/v),
+// as DINOv2 training checkpoints name them. The heads' shapes are inferred
+// from the tensors, so any head size loads.
+#ifndef DISTILL_TEACHER_MODEL_IO_H
+#define DISTILL_TEACHER_MODEL_IO_H
+
+#include "common/err.h"
+#include "model/heads.h"
+#include "model/vit.h"
+
+// DINOv2's initialization (vision_transformer.py init_weights): truncated
+// normal (std 0.02, cut at 2 std) for pos_embed and every linear/conv weight,
+// cls_token normal(1e-6), mask_token and registers 0 / 1e-6, zero biases,
+// LayerNorm weights 1, LayerScale gammas `layerscale`. Deterministic in seed.
+void dl_vit_init_random(dl_vit *vit, const dl_vit_config *cfg, float layerscale, unsigned long long seed);
+
+// Writes params (vit's layout; e.g. the EMA buffer) in the official names.
+int dl_vit_save(const dl_vit *vit, const float *params, const char *path, dl_err *err);
+
+// Writes both heads' parameters (params[k] in heads[k]'s layout).
+int dl_heads_save(const dl_head *dino, const float *dino_params, const dl_head *ibot, const float *ibot_params,
+                  const char *path, dl_err *err);
+// Loads both heads; a missing, unknown or misshapen head tensor is an error
+// naming it. Other tensors (a training checkpoint's backbone) are ignored; a
+// file without ibot_head.* gives the DINO head twice (DINOv2's shared head).
+int dl_heads_load(const char *path, dl_head *dino, dl_head *ibot, dl_err *err);
+
+#endif

@@ -1,0 +1,27 @@
+// A model-backed teacher from a recipe (sections data, crops, teacher): the
+// backbone (and in prototypes mode the DINO and iBOT heads), the dataset and
+// sample stream, the compute engine, and what WELCOME announces about them.
+#ifndef DISTILL_TEACHER_TEACHER_MODEL_H
+#define DISTILL_TEACHER_TEACHER_MODEL_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "recipe/recipe.h"
+#include "teacher/engine.h"
+
+typedef struct dl_teacher_model {
+  dl_vit vit;
+  dl_head dino, ibot;  // loaded for prototypes and both
+  dl_dataset *dataset;
+  dl_teacher_engine *engine;
+  int target_kind;     // 0 features, 1 prototypes, 2 both (teacher_server.h)
+  uint32_t target_dim, patch_tokens;  // patch tokens per global crop at the recipe's size
+  uint64_t weights_hash;              // xxHash64 of the weights file (and the heads file)
+} dl_teacher_model;
+
+// Loads everything the recipe's teacher section names and starts the engine.
+int dl_teacher_model_open(const dl_recipe *r, dl_teacher_model *m, dl_err *err);
+void dl_teacher_model_close(dl_teacher_model *m);
+
+#endif
