@@ -12,6 +12,7 @@ void dl_step_batch_init(dl_step_batch *b, const dl_train_config *cfg, int patche
   b->local_size = cfg->local_size;
   b->patches = patches;
   b->target_dim = target_dim;
+  b->prototypes = cfg->mode == DL_TRAIN_PROTOTYPES;
   const size_t gb = (size_t)b->global_crops * b->batch;
   b->global_images = dl_aligned_alloc(gb * 3 * b->global_size * b->global_size * sizeof(float));
   if (b->local_crops)
@@ -46,9 +47,13 @@ int dl_step_batch_put(dl_step_batch *b, int j, const dl_block *blk, const dl_tar
     return dl_fail(err, "teacher block %llu at %u px with %u samples, expected block %lld at %d px with %d",
                    (unsigned long long)tb->block, tb->resolution, tb->num_samples, (long long)blk->block,
                    b->global_size, bs);
-  if (check_tensor(tb, "cls", (size_t)bs * G, D, err) || check_tensor(tb, "patch", (size_t)bs * G * P, D, err))
+  // A teacher serving both kinds names the bottlenecks apart; one serving only
+  // prototypes sends them as "cls"/"patch".
+  const bool proto = b->prototypes && dl_target_block_find(tb, "cls_proto");
+  const char *cls_name = proto ? "cls_proto" : "cls", *patch_name = proto ? "patch_proto" : "patch";
+  if (check_tensor(tb, cls_name, (size_t)bs * G, D, err) || check_tensor(tb, patch_name, (size_t)bs * G * P, D, err))
     return -1;
-  const float *cls = dl_target_block_find(tb, "cls")->data, *patch = dl_target_block_find(tb, "patch")->data;
+  const float *cls = dl_target_block_find(tb, cls_name)->data, *patch = dl_target_block_find(tb, patch_name)->data;
   const size_t gpix = (size_t)3 * b->global_size * b->global_size, lpix = (size_t)3 * b->local_size * b->local_size;
   for (int s = 0; s < bs; s++) {
     const size_t i = (size_t)j * bs + s;

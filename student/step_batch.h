@@ -10,11 +10,14 @@
 #define DISTILL_STUDENT_STEP_BATCH_H
 
 #include "data/sample_stream.h"
+#include <stdbool.h>
+
 #include "model/train_step.h"
 #include "transport/target_block.h"
 
 typedef struct dl_step_batch {
   int batch, global_crops, local_crops, global_size, local_size, patches, target_dim;
+  bool prototypes;  // targets are head bottlenecks (cfg->mode), not features
   float *global_images, *local_images, *teacher_cls, *teacher_patch;
 } dl_step_batch;
 
