@@ -48,8 +48,8 @@ int cmd_teacher(int argc, char **argv) {
       {"listen", DL_FLAG_STRING, &bind, "ENDPOINT", "the same as --bind"},
       {"id", DL_FLAG_STRING, &id, "NAME", "stable teacher name for rendezvous hashing (default: the endpoint)"},
       {"synthetic", DL_FLAG_STRING, &synthetic, "D,P", "serve deterministic pseudo-targets: CLS of D floats, P patches per crop"},
-      {"block-size", DL_FLAG_INT, &block_size, "N", "samples per block (default 32)"},
-      {"crops", DL_FLAG_INT, &crops, "N", "global crops per sample (default 2)"},
+      {"block-size", DL_FLAG_INT, &block_size, "N", "samples per block with --synthetic (default 32; a recipe sets its own)"},
+      {"crops", DL_FLAG_INT, &crops, "N", "global crops per sample with --synthetic (default 2)"},
       {"codec", DL_FLAG_STRING, &codec, "SPEC", "f32|f16|bf16|int8, with NAME=CODEC overrides (default: recipe, else f32)"},
       {"zstd-level", DL_FLAG_INT, &zstd_level, "N", "zstd level on top of the codec, 0 = off (default: recipe, else 0)"},
       {"cache-mb", DL_FLAG_INT, &cache_mb, "N", "block cache budget in MiB; 0 = no cache, no coalescing (default: recipe, else 1024)"},
@@ -67,7 +67,8 @@ int cmd_teacher(int argc, char **argv) {
   const dl_command_spec spec = {
       "teacher", "(--recipe R | --synthetic D,P | --store DIR) [options]",
       "Serves teacher targets to student ranks over ZeroMQ until SIGINT or SIGTERM,\n"
-      "then prints its metrics as one key=value line on stdout.",
+      "then prints its metrics as one key=value line on stdout (with --recipe, also a\n"
+      "line of engine counters: blocks prepared, forward passes, images, failures).",
       flags, (int)(sizeof flags / sizeof flags[0])};
   char *pos[1];
   int npos;
