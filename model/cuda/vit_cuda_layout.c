@@ -18,3 +18,10 @@ size_t dl_cuda_vit_carve(dl_cuda_vit_buffers *b, unsigned char *base, const dl_v
   }
   return off;
 }
+
+double dl_vit_forward_flops(const dl_vit_config *c, int h, int w) {
+  const double np = (double)(h / c->patch) * (w / c->patch), t = 1 + c->registers + np, D = c->dim;
+  const double F = c->ffn_hidden, fc1_out = c->ffn == DL_FFN_SWIGLU ? 2 * F : F;
+  const double per_block = 2 * t * (D * 3 * D + D * D + D * fc1_out + F * D) + 2 * 2 * t * t * D;
+  return 2 * np * (3.0 * c->patch * c->patch) * D + c->depth * per_block;
+}

@@ -16,4 +16,9 @@ typedef struct dl_cuda_vit_buffers {
 size_t dl_cuda_vit_carve(dl_cuda_vit_buffers *b, unsigned char *base, const dl_vit_config *c, size_t elem, int n,
                          int h, int w);
 
+// Multiply-adds x 2 of one image's forward pass at h x w: every linear layer
+// plus the two attention products (QK^T and PV); element-wise work is not
+// counted, as model-FLOP utilization (MFU) is conventionally defined.
+double dl_vit_forward_flops(const dl_vit_config *c, int h, int w);
+
 #endif

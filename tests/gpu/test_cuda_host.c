@@ -228,7 +228,20 @@ static void check_carving(void) {
   }
 }
 
+// ViT-g/14 at 224 px, counted by hand: 257 tokens, 40 blocks of
+// qkv 1536x4608, proj 1536x1536, fc1 1536x8192, fc2 4096x1536 and attention.
+static void check_flops(void) {
+  const dl_vit_config g = {.patch = 14, .dim = 1536, .depth = 40, .heads = 24, .ffn_hidden = 4096,
+                           .registers = 0, .pos_grid = 37, .ffn = DL_FFN_SWIGLU, .interp = DL_INTERP_LEGACY};
+  const double t = 257, linear = 1536.0 * 4608 + 1536.0 * 1536 + 1536.0 * 8192 + 4096.0 * 1536;
+  const double want = 2 * 256 * 588.0 * 1536 + 40 * (2 * t * linear + 4 * t * t * 1536);
+  const double got = dl_vit_forward_flops(&g, 224, 224);
+  CHECK(fabs(got - want) <= 1e-9 * want, "ViT-g/14 224 px forward: %.1f GFLOP per image (hand count %.1f)",
+        got / 1e9, want / 1e9);
+}
+
 int main(void) {
+  check_flops();
   check_gemm_plans(7, 5, 3);
   check_gemm_plans(33, 64, 17);
   check_gemm_plans(1, 9, 12);
