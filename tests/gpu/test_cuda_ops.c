@@ -52,19 +52,19 @@ static void test_linear(dl_cuda_blas *blas, dl_dtype dt) {
   const int m = 514, k = 384, n = 1152;
   float *x = input((size_t)m * k, 1.0f, dt), *w = input((size_t)n * k, 1.0f, dt), *b = input(n, 1.0f, dt);
   float *want = host((size_t)m * n), *got = host((size_t)m * n);
-  void *dx_ = dl_gpu_upload(x, (size_t)m * k, dt), *dw_ = dl_gpu_upload(w, (size_t)n * k, dt);
-  void *db_ = dl_gpu_upload(b, n, dt), *dy_ = dl_gpu_alloc((size_t)m * n, dt);
+  void *gx_in = dl_gpu_upload(x, (size_t)m * k, dt), *gw_in = dl_gpu_upload(w, (size_t)n * k, dt);
+  void *gbias_in = dl_gpu_upload(b, n, dt), *gy_out = dl_gpu_alloc((size_t)m * n, dt);
 
   dl_linear(want, x, w, b, m, k, n);
-  dl_cuda_linear(blas, dt, dy_, dx_, dw_, db_, m, k, n, DL_EPILOGUE_BIAS, 0);
-  dl_gpu_download(got, dy_, (size_t)m * n, dt);
+  dl_cuda_linear(blas, dt, gy_out, gx_in, gw_in, gbias_in, m, k, n, DL_EPILOGUE_BIAS, 0);
+  dl_gpu_download(got, gy_out, (size_t)m * n, dt);
   dl_gpu_compare("linear+bias", dt, got, want, (size_t)m * n, tol(dt));
 
   // cuBLASLt's GELU is the tanh form: against the exact GELU the bound also
   // covers the approximation (3e-4 absolute at most, about 1e-4 relative here).
   dl_gelu_inplace(want, (size_t)m * n);
-  dl_cuda_linear(blas, dt, dy_, dx_, dw_, db_, m, k, n, DL_EPILOGUE_BIAS_GELU_TANH, 0);
-  dl_gpu_download(got, dy_, (size_t)m * n, dt);
+  dl_cuda_linear(blas, dt, gy_out, gx_in, gw_in, gbias_in, m, k, n, DL_EPILOGUE_BIAS_GELU_TANH, 0);
+  dl_gpu_download(got, gy_out, (size_t)m * n, dt);
   dl_gpu_compare("linear+bias+gelu_tanh", dt, got, want, (size_t)m * n, dt == DL_DTYPE_F32 ? 1e-3 : 5e-3);
 
   // Backward: dx overwritten, dw and db accumulated onto non-zero starts.
@@ -75,7 +75,7 @@ static void test_linear(dl_cuda_blas *blas, dl_dtype dt) {
   dl_linear_backward(dx_cpu, dw_cpu, db_cpu, dy, x, w, m, k, n, ones, 0);
   void *g_dy = dl_gpu_upload(dy, (size_t)m * n, dt), *g_dx = dl_gpu_alloc((size_t)m * k, dt);
   float *g_dw = dl_gpu_upload(dw0, (size_t)n * k, DL_DTYPE_F32), *g_db = dl_gpu_upload(db0, n, DL_DTYPE_F32);
-  dl_cuda_linear_backward(blas, dt, g_dx, g_dw, g_db, g_dy, dx_, dw_, m, k, n, 0, DL_BIAS_GRAD_ACCUMULATE, 0);
+  dl_cuda_linear_backward(blas, dt, g_dx, g_dw, g_db, g_dy, gx_in, gw_in, m, k, n, 0, DL_BIAS_GRAD_ACCUMULATE, 0);
   float *out = host((size_t)m * k > (size_t)n * k ? (size_t)m * k : (size_t)n * k);
   dl_gpu_download(out, g_dx, (size_t)m * k, dt);
   dl_gpu_compare("linear_backward.dx", dt, out, dx_cpu, (size_t)m * k, tol(dt));
@@ -88,7 +88,7 @@ static void test_linear(dl_cuda_blas *blas, dl_dtype dt) {
   float *db_fresh = calloc(n, sizeof(float)), *dw_again = copy(dw0, (size_t)n * k);
   dl_linear_backward(NULL, dw_again, db_fresh, dy, x, w, m, k, n, ones, 0);
   cudaCheck(cudaMemcpy(g_dw, dw0, (size_t)n * k * sizeof(float), cudaMemcpyHostToDevice));
-  dl_cuda_linear_backward(blas, dt, NULL, g_dw, g_db, g_dy, dx_, dw_, m, k, n, 0, DL_BIAS_GRAD_FUSED_OVERWRITE, 0);
+  dl_cuda_linear_backward(blas, dt, NULL, g_dw, g_db, g_dy, gx_in, gw_in, m, k, n, 0, DL_BIAS_GRAD_FUSED_OVERWRITE, 0);
   dl_gpu_download(out, g_db, n, DL_DTYPE_F32);
   dl_gpu_compare("linear_backward.db_fused_bgradb", dt, out, db_fresh, n, tol_acc(dt));
   dl_gpu_download(out, g_dw, (size_t)n * k, DL_DTYPE_F32);
@@ -96,7 +96,7 @@ static void test_linear(dl_cuda_blas *blas, dl_dtype dt) {
 
   free(x); free(w); free(b); free(want); free(got); free(dy); free(dw0); free(db0); free(ones);
   free(dx_cpu); free(dw_cpu); free(db_cpu); free(out); free(db_fresh); free(dw_again);
-  dl_gpu_free(dx_); dl_gpu_free(dw_); dl_gpu_free(db_); dl_gpu_free(dy_); dl_gpu_free(g_dy); dl_gpu_free(g_dx);
+  dl_gpu_free(gx_in); dl_gpu_free(gw_in); dl_gpu_free(gbias_in); dl_gpu_free(gy_out); dl_gpu_free(g_dy); dl_gpu_free(g_dx);
   dl_gpu_free(g_dw); dl_gpu_free(g_db);
 }
 
@@ -104,7 +104,8 @@ static void test_layernorm(dl_dtype dt) {
   const int rows = 514, d = 384;
   const size_t n = (size_t)rows * d;
   float *x = input(n, 4.0f, dt), *g = input(d, 2.0f, dt), *b = input(d, 1.0f, dt), *dy = input(n, 1.0f, dt);
-  for (size_t i = 0; i < n; i++) x[i] += dt == DL_DTYPE_BF16 ? dl_bf16_round(1.5f) : 1.5f;  // a non-zero mean
+  for (size_t i = 0; i < n; i++) x[i] += 1.5f;  // a non-zero mean
+  if (dt == DL_DTYPE_BF16) dl_bf16_round_all(x, n);
   float *want = host(n), *got = host(n), *mean = host(rows), *rstd = host(rows);
   dl_layernorm(want, x, g, b, rows, d, 1e-6f);
   dl_layernorm_stats(mean, rstd, x, rows, d, 1e-6f);
@@ -355,7 +356,9 @@ static void test_optimizer(void) {
   float *rounded = copy(mod.params, total);
   dl_bf16_round_all(rounded, total);
   dl_gpu_download(got, gcopy, total, DL_DTYPE_BF16);
-  dl_gpu_compare("adamw.bf16_copy", DL_DTYPE_BF16, got, rounded, total, 1e-5);
+  // A last-bit difference in a float32 parameter may round to the other bf16
+  // neighbour: a few such elements stay far below 1e-4 of the norm.
+  dl_gpu_compare("adamw.bf16_copy", DL_DTYPE_BF16, got, rounded, total, 1e-4);
   dl_gpu_download(got, gm, total, f);
   dl_gpu_compare("adamw.m", f, got, mod.m, total, TOL_F32);
   dl_gpu_download(got, gv, total, f);
