@@ -68,7 +68,7 @@ for t in ops vit; do
   rc=$(cat "$log/$t.rc")
   [ "$rc" -eq 77 ] && printf '%-52s %s\n' "$t" "FAIL: no usable GPU ($(grep -m1 '^skip' "$log/$t.out"))"
   [ "$rc" -eq 124 ] && printf '%-52s %s\n' "$t" "FAIL: time limit"
-  grep -E '^(ok|FAIL).*result ' "$log/$t.out" | sed -E 's/^(ok|FAIL)[^r]*result ([^ ]+) ([^ ]+) rel_err=([^ ]+) tol=([^ ]+).*/\2 \3 \4 \5 \1/' |
+  grep -E '^(ok|FAIL).*result ' "$log/$t.out" | sed -E 's/^(ok|FAIL).* result ([^ ]+) ([^ ]+) rel_err=([^ ]+) tol=([^ ]+).*/\2 \3 \4 \5 \1/' |
     awk '{ printf "%-52s %-5s %-10s %-9s %s\n", $1, $2, $3, $4, ($5 == "ok" ? "pass" : "FAIL") }'
   grep -E '^FAIL' "$log/$t.out" | grep -v ' result ' | sed 's/^/  /'
 done

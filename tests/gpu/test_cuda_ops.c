@@ -270,9 +270,9 @@ static void test_losses(void) {
   double total = 0.0;
   for (int i = 0; i < b; i++) total += rows[i];
   const float gloss = (float)(total / n_crops) * scale;
-  dl_gpu_compare("cross_entropy_rows.loss (ibot)", f, &gloss, &loss, 1, TOL_F32);
+  dl_gpu_compare("cross_entropy_rows.loss_ibot", f, &gloss, &loss, 1, TOL_F32);
   dl_gpu_download(got, gout, n, f);
-  dl_gpu_compare("cross_entropy_rows.grad (ibot)", f, got, dst, n, TOL_F32);
+  dl_gpu_compare("cross_entropy_rows.grad_ibot", f, got, dst, n, TOL_F32);
 
   // Sinkhorn-Knopp, one rank.
   const int sb = 32, sk = 65536;
@@ -352,7 +352,7 @@ static void test_optimizer(void) {
   dl_gpu_download(got, gg, total, f);
   dl_gpu_compare("clip_grad_norm.grads", f, got, mod.grads, total, TOL_F32);
   dl_gpu_download(got, gp, total, f);
-  dl_gpu_compare("adamw.params (3 steps)", f, got, mod.params, total, TOL_F32);
+  dl_gpu_compare("adamw.params_3_steps", f, got, mod.params, total, TOL_F32);
   float *rounded = copy(mod.params, total);
   dl_bf16_round_all(rounded, total);
   dl_gpu_download(got, gcopy, total, DL_DTYPE_BF16);

@@ -52,7 +52,7 @@ static void outputs_free(outputs *r) {
 }
 
 static void compare_ref(const dl_safetensors *io, const char *tag, const char *name, const float *got, size_t n,
-                        const char *label, double tol) {
+                        const char *label, dl_dtype dt, double tol) {
   char full[128];
   snprintf(full, sizeof full, "%s.%s", tag, name);
   const dl_st_tensor *t = NULL;
@@ -63,7 +63,7 @@ static void compare_ref(const dl_safetensors *io, const char *tag, const char *n
     return;
   }
   const double e = dl_rel_err(got, ref, n);
-  CHECK(e <= tol, "result model:%s:%s rel_err=%.3g tol=%.3g", label, full, e, tol);
+  CHECK(e <= tol, "result model:%s:%s %s rel_err=%.3g tol=%.3g", label, full, dl_dtype_name(dt), e, tol);
   free(ref);
 }
 
@@ -90,13 +90,13 @@ static void check_case(const dl_vit *vit, dl_cuda_vit *gpu, const dl_safetensors
   outputs g = outputs_alloc(&vit->cfg, n, np), c = outputs_alloc(&vit->cfg, n, np);
   dl_err err;
   const int rc = dl_cuda_vit_forward(gpu, x, n, h, w, masks, &g.o, &err);
-  CHECK(rc == 0, "%s %s: GPU forward %s", label, tag, rc ? err.msg : "ran");
+  CHECK(rc == 0, "%s %s %s: GPU forward %s", label, tag, dl_dtype_name(gpu->dtype), rc ? err.msg : "ran");
   const bool f32 = gpu->dtype == DL_DTYPE_F32;
   if (rc == 0) {
     const double tol = f32 ? TOL_REF_F32 : TOL_REF_BF16;
-    compare_ref(io, tag, "x_norm_clstoken", g.o.cls, g.ncls, label, tol);
-    compare_ref(io, tag, "x_norm_patchtokens", g.o.patches, g.npatch, label, tol);
-    if (g.nreg) compare_ref(io, tag, "x_norm_regtokens", g.o.regs, g.nreg, label, tol);
+    compare_ref(io, tag, "x_norm_clstoken", g.o.cls, g.ncls, label, gpu->dtype, tol);
+    compare_ref(io, tag, "x_norm_patchtokens", g.o.patches, g.npatch, label, gpu->dtype, tol);
+    if (g.nreg) compare_ref(io, tag, "x_norm_regtokens", g.o.regs, g.nreg, label, gpu->dtype, tol);
   }
   if (rc == 0 && f32) {
     dl_vit_workspace ws = {0};
@@ -128,7 +128,7 @@ static void check_reference(const char *weights, const char *io_path, dl_dtype d
     dl_cuda_vit_init(&gpu, &vit, dt);
     const char *base = strrchr(weights, '/') ? strrchr(weights, '/') + 1 : weights;
     char label[1200];
-    snprintf(label, sizeof label, "%s:%s", base, dl_dtype_name(dt));
+    snprintf(label, sizeof label, "%s", base);
     int cases = 0;
     for (int i = 0; i < io.count; i++) {
       const char *nm = io.tensors[i].name, *dot = strstr(nm, ".input");
