@@ -89,6 +89,17 @@ typedef struct dl_cuda_reduce {
 // scratch: k + 4 floats.
 void dl_cuda_sinkhorn_knopp(float *q, const float *logits, int b, int k, float temp, int iters,
                             const dl_cuda_reduce *red, float *scratch, cudaStream_t s);
+// center = center * momentum + mean over all ranks' rows * (1 - momentum), as
+// dl_center_update. scratch: k + 1 floats.
+void dl_cuda_center_update(float *center, const float *logits, int b, int k, float momentum,
+                           const dl_cuda_reduce *red, float *scratch, cudaStream_t s);
+// DINO cross-entropy as dl_dino_loss: student [ns, b, k] logits, teacher
+// [nt, b, k] targets; every (student crop, teacher crop) pair (without (s, s)
+// for s < nt when skip_same) through dl_cuda_cross_entropy_rows.
+// loss_rows: dl_dino_pairs(ns, nt, skip_same) * b floats, whose sum is the
+// loss (already times scale / b); d_student (may be NULL) is overwritten.
+void dl_cuda_dino_loss(float *loss_rows, float *d_student, const float *student, const float *teacher, int ns,
+                       int nt, int b, int k, float temp, int skip_same, float scale, cudaStream_t s);
 // KoLeo as dl_koleo_loss on x [n, d] (n <= 1024); loss (one float on the
 // device) = scale * value; d_x (may be NULL) = its gradient.
 // scratch: dl_cuda_koleo_scratch_floats(n, d) floats.

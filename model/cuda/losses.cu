@@ -97,6 +97,10 @@ __global__ void sk_scale_kernel(float *q, const float *div, size_t n, int multip
   for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
     q[i] *= f;
 }
+__global__ void sk_scale_rows_kernel(float *x, size_t n, float f) {
+  const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
+  if (i < n) x[i] *= f;
+}
 __global__ void sk_column_sums_kernel(float *cols, const float *q, int b, int k) {
   const int j = blockIdx.x * blockDim.x + threadIdx.x;
   if (j >= k) return;
@@ -140,6 +144,48 @@ extern "C" void dl_cuda_sinkhorn_knopp(float *q, const float *logits, int b, int
     sk_rows_kernel<<<b, THREADS, 0, s>>>(q, cols, scalars + 2, k);
   }
   sk_scale_kernel<<<grid, THREADS, 0, s>>>(q, scalars + 2, n, 1);
+  cudaCheckLaunch();
+}
+
+// ---- centering ----
+__global__ void center_count_kernel(float *slot, int b) { *slot = (float)b; }
+__global__ void center_update_kernel(float *center, const float *sums, int k, float momentum) {
+  const int j = blockIdx.x * blockDim.x + threadIdx.x;
+  if (j < k) center[j] = center[j] * momentum + sums[j] / sums[k] * (1.0f - momentum);
+}
+
+extern "C" void dl_cuda_center_update(float *center, const float *logits, int b, int k, float momentum,
+                                      const dl_cuda_reduce *red, float *scratch, cudaStream_t s) {
+  sk_column_sums_kernel<<<dl_blocks(k, THREADS), THREADS, 0, s>>>(scratch, logits, b, k);
+  center_count_kernel<<<1, 1, 0, s>>>(scratch + k, b);
+  reduce(red, scratch, (size_t)k + 1, 0, s);
+  center_update_kernel<<<dl_blocks(k, THREADS), THREADS, 0, s>>>(center, scratch, k, momentum);
+  cudaCheckLaunch();
+}
+
+// ---- DINO: pairs of crops through the row cross-entropy ----
+extern "C" void dl_cuda_dino_loss(float *loss_rows, float *d_student, const float *student, const float *teacher,
+                                  int ns, int nt, int b, int k, float temp, int skip_same, float scale,
+                                  cudaStream_t s) {
+  const size_t crop = (size_t)b * k;
+  if (d_student) cudaCheck(cudaMemsetAsync(d_student, 0, (size_t)ns * crop * sizeof(float), s));
+  // Each pair adds (softmax * sum(t) - t) / temp for its teacher crop, so
+  // the sum over pairs is the CPU's (softmax * sum_t sum(t) - sum_t t) / temp.
+  int pair = 0;
+  for (int si = 0; si < ns; si++)
+    for (int ti = 0; ti < nt; ti++) {
+      if (skip_same && si == ti) continue;
+      cross_entropy_rows_kernel<<<b, THREADS, 0, s>>>(loss_rows + (size_t)pair * b,
+                                                      d_student ? d_student + si * crop : NULL,
+                                                      student + si * crop, teacher + ti * crop, NULL, k,
+                                                      1.0f / temp, scale / (float)b, 1);
+      pair++;
+    }
+  // The loss rows as the CPU totals them: -dot / b, times scale.
+  if (pair) {
+    const size_t n = (size_t)pair * b;
+    sk_scale_rows_kernel<<<dl_blocks(n, THREADS), THREADS, 0, s>>>(loss_rows, n, scale / (float)b);
+  }
   cudaCheckLaunch();
 }
 

@@ -274,6 +274,45 @@ static void test_losses(void) {
   dl_gpu_download(got, gout, n, f);
   dl_gpu_compare("cross_entropy_rows.grad_ibot", f, got, dst, n, TOL_F32);
 
+  // DINO over crop pairs: 2 global teacher crops, 4 student crops.
+  {
+    const int ns = 4, nt = 2, db = 4, dk = 65536;
+    const size_t crop = (size_t)db * dk;
+    const int pairs = dl_dino_pairs(ns, nt, true);
+    float *ds = dl_test_random(ns * crop, &seed, 10.0f), *dt_ = host(nt * crop), *dgrad = host(ns * crop);
+    float *tl = dl_test_random(nt * crop, &seed, 10.0f);
+    float *zero_center = calloc(dk, sizeof(float));
+    dl_softmax_center(dt_, tl, zero_center, nt * db, dk, 0.04f);
+    free(zero_center);
+    const float dscale = 1.0f / (float)pairs;
+    const float dloss = dl_dino_loss(ds, dt_, ns, nt, db, dk, 0.1f, true, dscale, dgrad);
+    float *gds = dl_gpu_upload(ds, ns * crop, f), *gdt = dl_gpu_upload(dt_, nt * crop, f);
+    float *gdg = dl_gpu_alloc(ns * crop, f), *gdl = dl_gpu_alloc((size_t)pairs * db, f);
+    dl_cuda_dino_loss(gdl, gdg, gds, gdt, ns, nt, db, dk, 0.1f, 1, dscale, 0);
+    float *lrows = host((size_t)pairs * db), *dgot = host(ns * crop);
+    dl_gpu_download(lrows, gdl, (size_t)pairs * db, f);
+    double dsum = 0.0;
+    for (int i = 0; i < pairs * db; i++) dsum += lrows[i];
+    const float dgl = (float)dsum;
+    dl_gpu_compare("dino_loss.loss", f, &dgl, &dloss, 1, TOL_F32);
+    dl_gpu_download(dgot, gdg, ns * crop, f);
+    dl_gpu_compare("dino_loss.grad", f, dgot, dgrad, ns * crop, TOL_F32);
+    free(ds); free(dt_); free(dgrad); free(tl); free(lrows); free(dgot);
+    dl_gpu_free(gds); dl_gpu_free(gdt); dl_gpu_free(gdg); dl_gpu_free(gdl);
+  }
+
+  // Teacher centering: the momentum update of the center.
+  {
+    float *cen_cpu = copy(center, k), *cscr = host((size_t)k + 1), *cgot = host(k);
+    float *gcscr = dl_gpu_alloc((size_t)k + 1, f);
+    dl_center_update(cen_cpu, logits, b, k, 0.9f, NULL, cscr);
+    dl_cuda_center_update(gcen, glog, b, k, 0.9f, NULL, gcscr, 0);
+    dl_gpu_download(cgot, gcen, k, f);
+    dl_gpu_compare("center_update", f, cgot, cen_cpu, k, TOL_F32);
+    free(cen_cpu); free(cscr); free(cgot);
+    dl_gpu_free(gcscr);
+  }
+
   // Sinkhorn-Knopp, one rank.
   const int sb = 32, sk = 65536;
   const size_t sn = (size_t)sb * sk;
