@@ -30,7 +30,11 @@ int dl_nccl_dp_init(dl_nccl_dp *dp, const char *rendezvous_path, const char *ses
 void dl_nccl_dp_free(dl_nccl_dp *dp);
 
 // Starts the average over ranks of grads[0..n) once the work queued so far
-// on `compute` is done; returns at once.
+// on `compute` is done; returns at once. grads may be any sub-range of the
+// flat buffer: a backward pass can start the range of the blocks it has
+// finished (the later blocks first) while it computes the earlier ones.
+// The ranges run in call order on the module's stream, so finish() after
+// the last covers them all.
 void dl_nccl_dp_allreduce_grads_start(dl_nccl_dp *dp, float *grads, size_t n, cudaStream_t compute);
 // Makes `compute` wait for the all-reduce (nothing blocks on the host).
 void dl_nccl_dp_allreduce_grads_finish(dl_nccl_dp *dp, cudaStream_t compute);
