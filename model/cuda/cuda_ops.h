@@ -131,6 +131,22 @@ void dl_cuda_assemble_tokens(dl_dtype dt, void *x, const void *patch_tokens, con
 // Column sums of dy [rows, n] added to db (float): the bias gradient.
 void dl_cuda_bias_grad(dl_dtype dt, float *db, const void *dy, int rows, int n, cudaStream_t s);
 
+// ---- ViT training helpers ----
+void dl_cuda_add(dl_dtype dt, void *a, const void *b, size_t n, cudaStream_t s);  // a += b
+// g [n, t, D] (dtype) in token order from d_cls [n, D], d_regs [n, R, D],
+// d_patches [n, P, D] (float, each may be NULL: zero).
+void dl_cuda_gather_output_grads(dl_dtype dt, void *g, const float *d_cls, const float *d_regs,
+                                 const float *d_patches, int n, int np, int registers, int d, cudaStream_t s);
+// From dx [n, t, D], the gradient of the first block's input: cls, its
+// position, registers and mask token accumulate (float); dpos [np, D] and
+// dtok [n * np, D] (zero where masked) are written.
+void dl_cuda_embed_backward(dl_dtype dt, float *g_cls, float *g_pos0, float *g_reg, float *g_mask, float *dpos,
+                            void *dtok, const void *dx, const uint8_t *masks, int n, int np, int registers, int d,
+                            cudaStream_t s);
+// g_src [grid*grid, d] += Wy^T dpos Wx per channel (all float).
+void dl_cuda_pos_embed_resize_backward(float *g_src, const float *dpos, const float *wy, const float *wx, int grid,
+                                       int d, int gh, int gw, cudaStream_t s);
+
 #ifdef __cplusplus
 }
 #endif

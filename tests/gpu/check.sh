@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one GPU check: every CUDA op's parity with the CPU op, the CUDA ViT
-# against the reference vectors and the CPU forward, and the teacher
+# against the reference vectors and the CPU forward, its training passes
+# (outputs and every parameter gradient) against the CPU's, and the teacher
 # benchmarks against PyTorch on the same card; ends with one table and exits
 # non-zero if anything failed. A test that finds no usable GPU counts as a
 # failure here (ctest skips it; this script exists to run it).
@@ -9,7 +10,7 @@
 # script) or from the repository after a CUDA build (build/tests/gpu, ...).
 # Environment: DISTILL_TORCH_PYTHON (Python with a CUDA PyTorch 2.x; default
 # python3), CHECK_SKIP_BENCH=1 (parity only), BENCH_REPEATS (default 5).
-# Budget: 8 minutes on an H100. The time limits of the four steps add up to
+# Budget: 8 minutes on an H100. The time limits of the five steps add up to
 # 7.5 minutes (a step past its limit fails); the real time is not yet measured.
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -53,18 +54,19 @@ run() {  # run NAME SECONDS CMD...: output to $log/NAME.out, rc remembered
   [ "$rc" -eq 0 ] || status=1
 }
 
-run ops 120 "$bin/test_cuda_ops"
-run vit 90 "$bin/test_cuda_vit" "$ref"
+run ops 110 "$bin/test_cuda_ops"
+run vit 70 "$bin/test_cuda_vit" "$ref"
+run vit_train 50 "$bin/test_cuda_vit_train" "$ref"
 if [ "${CHECK_SKIP_BENCH:-0}" != 1 ]; then
   export BENCH_REPEATS=${BENCH_REPEATS:-5} DISTILL_GPU_BIN=$bench_bin DISTILL_TORCH_PYTHON=$py
-  run gpu-teacher-224 150 bash "$root/bench/gpu/teacher.sh" 224 64
-  run gpu-teacher-518 90 bash "$root/bench/gpu/teacher.sh" 518 8
+  run gpu-teacher-224 140 bash "$root/bench/gpu/teacher.sh" 224 64
+  run gpu-teacher-518 80 bash "$root/bench/gpu/teacher.sh" 518 8
 fi
 
 echo
 echo "== results =="
 printf '%-52s %-5s %-10s %-9s %s\n' "check" "type" "rel_err" "tol" "status"
-for t in ops vit; do
+for t in ops vit vit_train; do
   rc=$(cat "$log/$t.rc")
   [ "$rc" -eq 77 ] && printf '%-52s %s\n' "$t" "FAIL: no usable GPU ($(grep -m1 '^skip' "$log/$t.out"))"
   [ "$rc" -eq 124 ] && printf '%-52s %s\n' "$t" "FAIL: time limit"
