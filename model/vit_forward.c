@@ -33,22 +33,6 @@ static size_t carve(forward_buffers *fb, float *base, const dl_vit_config *c, in
   return off;
 }
 
-// Rows of [n * gh * gw, 3 * p * p] in the conv weight's (c, ky, kx) order, so
-// the patch embedding is one matmul.
-static void unfold_patches(float *out, const float *img, int n, int h, int w, int p) {
-  const int gh = h / p, gw = w / p, row = 3 * p * p;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int i = 0; i < n; i++)
-    for (int gy = 0; gy < gh; gy++)
-      for (int gx = 0; gx < gw; gx++) {
-        float *o = out + (((size_t)i * gh + gy) * gw + gx) * row;
-        for (int c = 0; c < 3; c++)
-          for (int ky = 0; ky < p; ky++)
-            memcpy(o + (c * p + ky) * p, img + (((size_t)i * 3 + c) * h + gy * p + ky) * w + gx * p,
-                   (size_t)p * sizeof(float));
-      }
-}
-
 // x = [cls + pos0, registers, patches + pos]: registers come after the
 // position embeddings are added, so they carry none.
 static void assemble_tokens(const dl_vit *vit, forward_buffers *fb, int n, int np, int t,
@@ -124,7 +108,7 @@ int dl_vit_forward(const dl_vit *vit, const float *images, int n, int h, int w, 
   }
   carve(&fb, ws->buf, c, n, t, np);
 
-  unfold_patches(fb.unfold, images, n, h, w, c->patch);
+  dl_unfold_patches(fb.unfold, images, n, h, w, c->patch);
   dl_linear(fb.tmp, fb.unfold, dl_vit_param(vit, DL_P_PATCH_W), dl_vit_param(vit, DL_P_PATCH_B), n * np,
             3 * c->patch * c->patch, D);
   const float *stored = dl_vit_param(vit, DL_P_POS) + D;  // skips the class position

@@ -81,20 +81,6 @@ void dl_vit_train_ws_free(dl_vit_train_ws *ws) {
   memset(ws, 0, sizeof *ws);
 }
 
-static void unfold_patches(float *out, const float *img, int n, int h, int w, int p) {
-  const int gh = h / p, gw = w / p, row = 3 * p * p;
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int i = 0; i < n; i++)
-    for (int gy = 0; gy < gh; gy++)
-      for (int gx = 0; gx < gw; gx++) {
-        float *o = out + (((size_t)i * gh + gy) * gw + gx) * row;
-        for (int c = 0; c < 3; c++)
-          for (int ky = 0; ky < p; ky++)
-            memcpy(o + (c * p + ky) * p, img + (((size_t)i * 3 + c) * h + gy * p + ky) * w + gx * p,
-                   (size_t)p * sizeof(float));
-      }
-}
-
 // The inverse scatter of unfold_patches (patches do not overlap).
 static void fold_patches(float *img, const float *rows, int n, int h, int w, int p) {
   const int gh = h / p, gw = w / p, row = 3 * p * p;
@@ -140,7 +126,7 @@ static int prepare(const dl_vit *vit, int n, int h, int w, const bool *masks, dl
 static void embed_forward(const dl_vit *vit, dl_vit_train_ws *ws, const float *images) {
   const dl_vit_config *c = &vit->cfg;
   const int D = c->dim, R = c->registers, np = ws->np, t = ws->t, M = c->pos_grid;
-  unfold_patches(ws->unfold, images, ws->n, ws->h, ws->w, c->patch);
+  dl_unfold_patches(ws->unfold, images, ws->n, ws->h, ws->w, c->patch);
   dl_linear(ws->tok, ws->unfold, dl_vit_param(vit, DL_P_PATCH_W), dl_vit_param(vit, DL_P_PATCH_B),
             ws->n * np, 3 * c->patch * c->patch, D);
   const float *stored = dl_vit_param(vit, DL_P_POS) + D;

@@ -497,7 +497,13 @@ void dl_student_client_destroy(dl_student_client *c) {
   e.bye = &bye;
   for (int i = 0; i < c->cfg.nteachers; i++) {
     if (!c->teachers[i].sock) continue;
-    if (c->teachers[i].live) send_env(&c->teachers[i], &e);
+    if (c->teachers[i].live) {
+      // Give the BYE a moment to leave (bounded), so the teacher frees the
+      // session now instead of after dead_after.
+      int linger = 200;
+      zmq_setsockopt(c->teachers[i].sock, ZMQ_LINGER, &linger, sizeof linger);
+      send_env(&c->teachers[i], &e);
+    }
     zmq_close(c->teachers[i].sock);
   }
   for (int i = 0; i < c->cfg.window; i++) {

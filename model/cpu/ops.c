@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <string.h>
 
 #include "model/cpu/fast_math.h"
 
@@ -62,7 +63,7 @@ void dl_residual_scaled(float *x, const float *y, const float *gamma, int rows, 
 
 size_t dl_attention_scratch_floats(int t) { return (size_t)t * (size_t)t; }
 
-static void softmax_rows(float *s, int rows, int cols) {
+void dl_softmax_rows(float *s, int rows, int cols) {
   for (int r = 0; r < rows; r++) {
     float *row = s + (size_t)r * cols, mx = row[0], sum = 0.0f;
 #pragma omp simd reduction(max : mx)
@@ -90,8 +91,24 @@ void dl_attention(float *out, const float *qkv, int batch, int t, int heads, int
     const float *k = q + d, *v = q + 2 * d;
     float *s = scratch + (size_t)omp_get_thread_num() * dl_attention_scratch_floats(t);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, scale, q, ld, k, ld, 0.0f, s, t);
-    softmax_rows(s, t, t);
+    dl_softmax_rows(s, t, t);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, s, t, v, ld, 0.0f,
                 out + (size_t)bi * t * d + (size_t)h * hd, d);
   }
+}
+
+// Rows of [n * gh * gw, 3 * p * p] in the conv weight's (c, ky, kx) order, so
+// the patch embedding is one matmul.
+void dl_unfold_patches(float *out, const float *img, int n, int h, int w, int p) {
+  const int gh = h / p, gw = w / p, row = 3 * p * p;
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int i = 0; i < n; i++)
+    for (int gy = 0; gy < gh; gy++)
+      for (int gx = 0; gx < gw; gx++) {
+        float *o = out + (((size_t)i * gh + gy) * gw + gx) * row;
+        for (int c = 0; c < 3; c++)
+          for (int ky = 0; ky < p; ky++)
+            memcpy(o + (c * p + ky) * p, img + (((size_t)i * 3 + c) * h + gy * p + ky) * w + gx * p,
+                   (size_t)p * sizeof(float));
+      }
 }

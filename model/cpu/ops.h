@@ -28,4 +28,12 @@ void dl_residual_scaled(float *x, const float *y, const float *gamma, int rows, 
 void dl_attention(float *out, const float *qkv, int batch, int t, int heads, int hd, float *scratch);
 size_t dl_attention_scratch_floats(int t);
 
+// Row-wise softmax in place, single-threaded (callers parallelize over rows
+// or heads).
+void dl_softmax_rows(float *s, int rows, int cols);
+
+// Images [n, 3, h, w] to patch rows [n * (h/p) * (w/p), 3 * p * p] in the
+// conv weight's (c, ky, kx) order, so the patch embedding is one matmul.
+void dl_unfold_patches(float *out, const float *img, int n, int h, int w, int p);
+
 #endif

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "model/cpu/fast_math.h"
+#include "model/cpu/ops.h"
 
 void dl_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int m, int k, int n, const float *ones, int accumulate_dx) {
@@ -124,22 +125,6 @@ void dl_residual_scaled_backward(float *dy, float *dgamma, const float *dx, cons
     for (int i = 0; i < d; i++) dgamma[i] += scratch[(size_t)d * t + i];
 }
 
-static void softmax_rows(float *s, int rows, int cols) {
-  for (int r = 0; r < rows; r++) {
-    float *row = s + (size_t)r * cols, mx = row[0], sum = 0.0f;
-#pragma omp simd reduction(max : mx)
-    for (int j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < cols; j++) {
-      row[j] = dl_fast_expf(row[j] - mx);
-      sum += row[j];
-    }
-    float inv = 1.0f / sum;
-#pragma omp simd
-    for (int j = 0; j < cols; j++) row[j] *= inv;
-  }
-}
-
 void dl_attention_train(float *out, float *probs, const float *qkv, int batch, int t, int heads, int hd) {
   const int d = heads * hd, ld = 3 * d;
   const float scale = 1.0f / sqrtf((float)hd);
@@ -150,7 +135,7 @@ void dl_attention_train(float *out, float *probs, const float *qkv, int batch, i
     const float *k = q + d, *v = q + 2 * d;
     float *p = probs + (size_t)task * t * t;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, scale, q, ld, k, ld, 0.0f, p, t);
-    softmax_rows(p, t, t);
+    dl_softmax_rows(p, t, t);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, p, t, v, ld, 0.0f,
                 out + (size_t)bi * t * d + (size_t)h * hd, d);
   }

@@ -57,7 +57,7 @@ static void pump(tcp_capture *c, int client, int server) {
       if (i == 1) record(c, chunk, (size_t)got);
       int to = i == 0 ? server : client;
       for (ssize_t off = 0; off < got;) {
-        ssize_t w = write(to, chunk + off, (size_t)(got - off));
+        ssize_t w = send(to, chunk + off, (size_t)(got - off), MSG_NOSIGNAL);  // no SIGPIPE
         if (w <= 0) return;
         off += w;
       }
