@@ -1,0 +1,49 @@
+// Data parallel inside a student group with NCCL: the flat gradient buffer
+// all-reduced on the module's own stream (so the compute stream can go on
+// with work that does not touch the gradients), and the small sums and
+// maxima of the losses (Sinkhorn-Knopp, centering) as a dl_cuda_reduce.
+// Rank 0 creates the NCCL unique id and publishes it through a file
+// rendezvous (model/cuda/rendezvous.h) that the other ranks wait on.
+#ifndef DISTILL_MODEL_CUDA_NCCL_DP_H
+#define DISTILL_MODEL_CUDA_NCCL_DP_H
+
+#include <stddef.h>
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include "common/err.h"
+#include "model/cuda/cuda_ops.h"
+
+typedef struct dl_nccl_dp {
+  ncclComm_t comm;
+  cudaStream_t stream;              // the gradient all-reduce's own stream
+  cudaEvent_t grads_ready, reduced; // compute -> reduction -> compute ordering
+  int rank, world;
+} dl_nccl_dp;
+
+// Joins the group: rank 0 publishes the id at rendezvous_path for `session`
+// (a tag unique to this run, e.g. the run directory plus its start time),
+// the others wait up to timeout_s for it. Call with the rank's device current.
+int dl_nccl_dp_init(dl_nccl_dp *dp, const char *rendezvous_path, const char *session, int rank, int world,
+                    double timeout_s, dl_err *err);
+void dl_nccl_dp_free(dl_nccl_dp *dp);
+
+// Starts the average over ranks of grads[0..n) once the work queued so far
+// on `compute` is done; returns at once. grads may be any sub-range of the
+// flat buffer: a backward pass can start the range of the blocks it has
+// finished (the later blocks first) while it computes the earlier ones.
+// The ranges run in call order on the module's stream, so finish() after
+// the last covers them all.
+void dl_nccl_dp_allreduce_grads_start(dl_nccl_dp *dp, float *grads, size_t n, cudaStream_t compute);
+// Makes `compute` wait for the all-reduce (nothing blocks on the host).
+void dl_nccl_dp_allreduce_grads_finish(dl_nccl_dp *dp, cudaStream_t compute);
+
+// The losses' reductions, in-stream on the caller's stream (they are small
+// and on the critical path): sum or maximum over ranks, in place.
+void dl_nccl_dp_reduce(float *device_data, size_t n, int is_max, void *dp, cudaStream_t s);
+static inline dl_cuda_reduce dl_nccl_dp_reducer(dl_nccl_dp *dp) {
+  return (dl_cuda_reduce){.fn = dl_nccl_dp_reduce, .ctx = dp};
+}
+
+#endif

@@ -1,0 +1,278 @@
+#include "model/cuda/vit_cuda_train.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "model/cuda/cuda_check.h"
+#include "model/pos_embed.h"
+
+#define LN_EPS 1e-6f
+
+typedef struct arena {
+  unsigned char *base;
+  size_t off;
+} arena;
+
+// Measures (base NULL) or hands out 256-byte aligned slices of one allocation.
+static void *take(arena *a, size_t bytes) {
+  void *p = a->base ? a->base + a->off : NULL;
+  a->off += (bytes + 255) & ~(size_t)255;
+  return p;
+}
+
+static size_t carve(dl_cuda_vit_train_ws *ws, unsigned char *base, const dl_vit_config *c, size_t e) {
+  arena a = {base, 0};
+  const size_t D = (size_t)c->dim, rows = (size_t)ws->n * ws->t, F = (size_t)c->ffn_hidden;
+  const size_t fc1 = F * (c->ffn == DL_FFN_SWIGLU ? 2 : 1), pp = (size_t)c->patch * c->patch * 3;
+  const size_t npr = (size_t)ws->n * ws->np, lse = (size_t)ws->n * c->heads * ws->t, f = sizeof(float);
+  for (int b = 0; b <= c->depth; b++) ws->xs[b] = take(&a, rows * D * e);
+  for (int b = 0; b < c->depth; b++) {
+    dl_cuda_block_acts *k = &ws->blocks[b];
+    k->x_mid = take(&a, rows * D * e);
+    k->ln1 = take(&a, rows * D * e);
+    k->ln2 = take(&a, rows * D * e);
+    k->qkv = take(&a, rows * 3 * D * e);
+    k->attn = take(&a, rows * D * e);
+    k->proj = take(&a, rows * D * e);
+    k->h_pre = take(&a, rows * fc1 * e);
+    k->h_act = take(&a, rows * F * e);
+    k->fc2 = take(&a, rows * D * e);
+    k->mean1 = take(&a, rows * f);
+    k->rstd1 = take(&a, rows * f);
+    k->mean2 = take(&a, rows * f);
+    k->rstd2 = take(&a, rows * f);
+    k->lse = take(&a, lse * f);
+  }
+  ws->unfold = take(&a, npr * pp * e);
+  ws->tok = take(&a, npr * D * e);
+  ws->pos = take(&a, (size_t)ws->np * D * e);
+  ws->lnf = take(&a, rows * D * e);
+  ws->meanf = take(&a, rows * f);
+  ws->rstdf = take(&a, rows * f);
+  ws->wy = take(&a, (size_t)ws->gh * c->pos_grid * f);
+  ws->wx = take(&a, (size_t)ws->gw * c->pos_grid * f);
+  ws->masks = take(&a, npr);
+  ws->dx = take(&a, rows * D * e);
+  ws->dy = take(&a, rows * D * e);
+  ws->dln = take(&a, rows * D * e);
+  ws->dqkv = take(&a, rows * 3 * D * e);
+  ws->dattn = take(&a, rows * D * e);
+  ws->dh = take(&a, rows * fc1 * e);
+  ws->dhact = take(&a, rows * F * e);
+  ws->dtok = take(&a, npr * D * e);
+  ws->dpos = take(&a, (size_t)ws->np * D * f);
+  ws->attn_scratch = take(&a, lse * f);
+  return a.off;
+}
+
+void dl_cuda_vit_train_ws_free(dl_cuda_vit_train_ws *ws) {
+  if (ws->mem) cudaCheck(cudaFree(ws->mem));
+  free(ws->blocks);
+  free(ws->xs);
+  memset(ws, 0, sizeof *ws);
+}
+
+static const void *param(const dl_cuda_vit *g, int index) {
+  return (const unsigned char *)g->params + g->layout->entries[index].offset * dl_dtype_size(g->dtype);
+}
+static float *gslot(const dl_cuda_vit *g, float *grads, int index) { return grads + g->layout->entries[index].offset; }
+
+static int prepare(dl_cuda_vit *g, int n, int h, int w, dl_cuda_vit_train_ws *ws, dl_err *err) {
+  const dl_vit_config *c = &g->cfg;
+  if (n <= 0) return dl_fail(err, "empty batch");
+  if (h <= 0 || w <= 0 || h % c->patch || w % c->patch)
+    return dl_fail(err, "input %dx%d is not a multiple of the patch size %d", h, w, c->patch);
+  if (c->dim / c->heads != DL_CUDA_ATTN_HEAD_DIM)
+    return dl_fail(err, "the CUDA attention needs head dimension %d", DL_CUDA_ATTN_HEAD_DIM);
+  if (ws->blocks_cap < c->depth) {
+    free(ws->blocks);
+    free(ws->xs);
+    ws->blocks = dl_calloc((size_t)c->depth, sizeof *ws->blocks);
+    ws->xs = dl_calloc((size_t)c->depth + 1, sizeof *ws->xs);
+    ws->blocks_cap = c->depth;
+  }
+  ws->n = n, ws->h = h, ws->w = w, ws->gh = h / c->patch, ws->gw = w / c->patch;
+  ws->np = ws->gh * ws->gw, ws->t = 1 + c->registers + ws->np;
+  const size_t e = dl_dtype_size(g->dtype), need = carve(ws, NULL, c, e);
+  if (ws->mem_bytes < need) {
+    if (ws->mem) cudaCheck(cudaFree(ws->mem));
+    cudaCheck(cudaMalloc(&ws->mem, need));
+    ws->mem_bytes = need;
+  }
+  carve(ws, ws->mem, c, e);
+  return 0;
+}
+
+static void embed_forward(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, const float *images, const bool *masks) {
+  const dl_vit_config *c = &g->cfg;
+  const dl_dtype dt = g->dtype;
+  const size_t e = dl_dtype_size(dt), D = (size_t)c->dim, M = (size_t)c->pos_grid;
+  cudaStream_t s = g->stream;
+  const size_t img_floats = (size_t)ws->n * 3 * ws->h * ws->w;
+  size_t bytes = g->images_cap * sizeof(float);
+  if (bytes < img_floats * sizeof(float)) {
+    if (g->images) cudaCheck(cudaFree(g->images));
+    cudaCheck(cudaMalloc((void **)&g->images, img_floats * sizeof(float)));
+    g->images_cap = img_floats;
+  }
+  cudaCheck(cudaMemcpyAsync(g->images, images, img_floats * sizeof(float), cudaMemcpyHostToDevice, s));
+  if (masks)  // bool is one byte holding 0 or 1
+    cudaCheck(cudaMemcpyAsync(ws->masks, masks, (size_t)ws->n * ws->np, cudaMemcpyHostToDevice, s));
+  dl_cuda_unfold_patches(dt, ws->unfold, g->images, ws->n, ws->h, ws->w, c->patch, s);
+  dl_cuda_linear(&g->blas, dt, ws->tok, ws->unfold, param(g, DL_P_PATCH_W), param(g, DL_P_PATCH_B), ws->n * ws->np,
+                 3 * c->patch * c->patch, c->dim, DL_EPILOGUE_BIAS, s);
+  const unsigned char *stored = (const unsigned char *)param(g, DL_P_POS) + D * e;
+  if (dl_pos_embed_is_identity(c->pos_grid, ws->gh, ws->gw)) {
+    cudaCheck(cudaMemcpyAsync(ws->pos, stored, (size_t)ws->np * D * e, cudaMemcpyDeviceToDevice, s));
+  } else {
+    float *host = dl_malloc(((size_t)ws->gh + ws->gw) * M * sizeof(float));
+    dl_pos_embed_axis_weights(host, c->pos_grid, ws->gh, c->interp);
+    dl_pos_embed_axis_weights(host + (size_t)ws->gh * M, c->pos_grid, ws->gw, c->interp);
+    cudaCheck(cudaMemcpyAsync(ws->wy, host, (size_t)ws->gh * M * sizeof(float), cudaMemcpyHostToDevice, s));
+    cudaCheck(cudaMemcpyAsync(ws->wx, host + (size_t)ws->gh * M, (size_t)ws->gw * M * sizeof(float),
+                              cudaMemcpyHostToDevice, s));
+    cudaCheck(cudaStreamSynchronize(s));  // the host weights are freed next
+    free(host);
+    dl_cuda_pos_embed_resize(dt, ws->pos, stored, ws->wy, ws->wx, c->pos_grid, c->dim, ws->gh, ws->gw, s);
+  }
+  dl_cuda_assemble_tokens(dt, ws->xs[0], ws->tok, param(g, DL_P_CLS), param(g, DL_P_POS), param(g, DL_P_REG),
+                          param(g, DL_P_MASK), ws->pos, masks ? ws->masks : NULL, ws->n, ws->np, c->registers,
+                          c->dim, s);
+}
+
+#define BP(k) param(g, dl_vit_block_index(c, b, k))
+#define BG(k) gslot(g, grads, dl_vit_block_index(c, b, k))
+
+static void block_forward(dl_cuda_vit *g, int b, dl_cuda_vit_train_ws *ws) {
+  const dl_vit_config *c = &g->cfg;
+  const dl_dtype dt = g->dtype;
+  const int D = c->dim, rows = ws->n * ws->t, F = c->ffn_hidden;
+  const size_t bytes = (size_t)rows * D * dl_dtype_size(dt);
+  cudaStream_t s = g->stream;
+  dl_cuda_block_acts *k = &ws->blocks[b];
+  dl_cuda_layernorm(dt, k->ln1, k->mean1, k->rstd1, ws->xs[b], BP(DL_P_NORM1_W), BP(DL_P_NORM1_B), rows, D, LN_EPS,
+                    s);
+  dl_cuda_linear(&g->blas, dt, k->qkv, k->ln1, BP(DL_P_QKV_W), BP(DL_P_QKV_B), rows, D, 3 * D, DL_EPILOGUE_BIAS, s);
+  dl_cuda_attention(dt, k->attn, k->lse, k->qkv, ws->n, ws->t, c->heads, D / c->heads, s);
+  dl_cuda_linear(&g->blas, dt, k->proj, k->attn, BP(DL_P_PROJ_W), BP(DL_P_PROJ_B), rows, D, D, DL_EPILOGUE_BIAS, s);
+  cudaCheck(cudaMemcpyAsync(k->x_mid, ws->xs[b], bytes, cudaMemcpyDeviceToDevice, s));
+  dl_cuda_residual_scaled(dt, k->x_mid, k->proj, BP(DL_P_LS1), rows, D, s);
+  dl_cuda_layernorm(dt, k->ln2, k->mean2, k->rstd2, k->x_mid, BP(DL_P_NORM2_W), BP(DL_P_NORM2_B), rows, D, LN_EPS,
+                    s);
+  if (c->ffn == DL_FFN_SWIGLU) {
+    dl_cuda_linear(&g->blas, dt, k->h_pre, k->ln2, BP(DL_P_FC1_W), BP(DL_P_FC1_B), rows, D, 2 * F, DL_EPILOGUE_BIAS,
+                   s);
+    dl_cuda_swiglu(dt, k->h_act, k->h_pre, rows, F, s);
+  } else {
+    dl_cuda_linear(&g->blas, dt, k->h_pre, k->ln2, BP(DL_P_FC1_W), BP(DL_P_FC1_B), rows, D, F, DL_EPILOGUE_BIAS, s);
+    dl_cuda_gelu(dt, k->h_act, k->h_pre, (size_t)rows * F, s);
+  }
+  dl_cuda_linear(&g->blas, dt, k->fc2, k->h_act, BP(DL_P_FC2_W), BP(DL_P_FC2_B), rows, F, D, DL_EPILOGUE_BIAS, s);
+  cudaCheck(cudaMemcpyAsync(ws->xs[b + 1], k->x_mid, bytes, cudaMemcpyDeviceToDevice, s));
+  dl_cuda_residual_scaled(dt, ws->xs[b + 1], k->fc2, BP(DL_P_LS2), rows, D, s);
+}
+
+int dl_cuda_vit_forward_train(dl_cuda_vit *g, const float *images, int n, int h, int w, const bool *masks,
+                              dl_cuda_vit_train_ws *ws, dl_vit_outputs *out, dl_err *err) {
+  if (prepare(g, n, h, w, ws, err)) return -1;
+  const dl_vit_config *c = &g->cfg;
+  const dl_dtype dt = g->dtype;
+  const int D = c->dim, R = c->registers, np = ws->np, t = ws->t, rows = n * t;
+  cudaStream_t s = g->stream;
+  embed_forward(g, ws, images, masks);
+  for (int b = 0; b < c->depth; b++) block_forward(g, b, ws);
+  const int nw = g->layout->count - 2;
+  dl_cuda_layernorm(dt, ws->lnf, ws->meanf, ws->rstdf, ws->xs[c->depth], param(g, nw), param(g, nw + 1), rows, D,
+                    LN_EPS, s);
+  // Outputs through a float32 copy on the device, then to the host.
+  const size_t floats = (size_t)rows * D;
+  if (g->outputs_cap < floats) {
+    if (g->outputs) cudaCheck(cudaFree(g->outputs));
+    cudaCheck(cudaMalloc((void **)&g->outputs, floats * sizeof(float)));
+    g->outputs_cap = floats;
+  }
+  if (g->host_outputs_cap < floats) {
+    free(g->host_outputs);
+    g->host_outputs = dl_malloc(floats * sizeof(float));
+    g->host_outputs_cap = floats;
+  }
+  dl_cuda_convert(g->outputs, DL_DTYPE_F32, ws->lnf, dt, floats, s);
+  cudaCheck(cudaMemcpyAsync(g->host_outputs, g->outputs, floats * sizeof(float), cudaMemcpyDeviceToHost, s));
+  cudaCheck(cudaStreamSynchronize(s));
+  for (int i = 0; i < n; i++) {
+    const float *li = g->host_outputs + (size_t)i * t * D;
+    if (out->cls) memcpy(out->cls + (size_t)i * D, li, (size_t)D * sizeof(float));
+    if (R && out->regs) memcpy(out->regs + (size_t)i * R * D, li + D, (size_t)R * D * sizeof(float));
+    if (out->patches)
+      memcpy(out->patches + (size_t)i * np * D, li + (size_t)(1 + R) * D, (size_t)np * D * sizeof(float));
+  }
+  ws->masks = masks ? ws->masks : NULL;
+  return 0;
+}
+
+// ws->dx holds the gradient of block b's output; on return, of its input.
+static void block_backward(dl_cuda_vit *g, int b, dl_cuda_vit_train_ws *ws, float *grads) {
+  const dl_vit_config *c = &g->cfg;
+  const dl_dtype dt = g->dtype;
+  const int D = c->dim, rows = ws->n * ws->t, F = c->ffn_hidden, hd = D / c->heads;
+  const int fc1 = c->ffn == DL_FFN_SWIGLU ? 2 * F : F;
+  const dl_cuda_block_acts *k = &ws->blocks[b];
+  dl_cuda_blas *blas = &g->blas;
+  cudaStream_t s = g->stream;
+  // out = x_mid + ls2 * fc2(act(fc1(norm2(x_mid)))).
+  dl_cuda_residual_scaled_backward(dt, ws->dy, BG(DL_P_LS2), ws->dx, k->fc2, BP(DL_P_LS2), rows, D, s);
+  dl_cuda_linear_backward(blas, dt, ws->dhact, BG(DL_P_FC2_W), BG(DL_P_FC2_B), ws->dy, k->h_act, BP(DL_P_FC2_W),
+                          rows, F, D, 0, DL_BIAS_GRAD_ACCUMULATE, s);
+  if (c->ffn == DL_FFN_SWIGLU) dl_cuda_swiglu_backward(dt, ws->dh, ws->dhact, k->h_pre, rows, F, s);
+  else dl_cuda_gelu_backward(dt, ws->dh, ws->dhact, k->h_pre, (size_t)rows * F, s);
+  dl_cuda_linear_backward(blas, dt, ws->dln, BG(DL_P_FC1_W), BG(DL_P_FC1_B), ws->dh, k->ln2, BP(DL_P_FC1_W), rows, D,
+                          fc1, 0, DL_BIAS_GRAD_ACCUMULATE, s);
+  dl_cuda_layernorm_backward(dt, ws->dy, BG(DL_P_NORM2_W), BG(DL_P_NORM2_B), ws->dln, k->x_mid, BP(DL_P_NORM2_W),
+                             k->mean2, k->rstd2, rows, D, s);
+  dl_cuda_add(dt, ws->dx, ws->dy, (size_t)rows * D, s);
+  // x_mid = x + ls1 * proj(attention(qkv(norm1(x)))).
+  dl_cuda_residual_scaled_backward(dt, ws->dy, BG(DL_P_LS1), ws->dx, k->proj, BP(DL_P_LS1), rows, D, s);
+  dl_cuda_linear_backward(blas, dt, ws->dattn, BG(DL_P_PROJ_W), BG(DL_P_PROJ_B), ws->dy, k->attn, BP(DL_P_PROJ_W),
+                          rows, D, D, 0, DL_BIAS_GRAD_ACCUMULATE, s);
+  dl_cuda_attention_backward(dt, ws->dqkv, ws->dattn, k->qkv, k->attn, k->lse, ws->n, ws->t, c->heads, hd,
+                             ws->attn_scratch, s);
+  dl_cuda_linear_backward(blas, dt, ws->dln, BG(DL_P_QKV_W), BG(DL_P_QKV_B), ws->dqkv, k->ln1, BP(DL_P_QKV_W), rows,
+                          D, 3 * D, 0, DL_BIAS_GRAD_ACCUMULATE, s);
+  dl_cuda_layernorm_backward(dt, ws->dy, BG(DL_P_NORM1_W), BG(DL_P_NORM1_B), ws->dln, ws->xs[b], BP(DL_P_NORM1_W),
+                             k->mean1, k->rstd1, rows, D, s);
+  dl_cuda_add(dt, ws->dx, ws->dy, (size_t)rows * D, s);
+}
+
+#undef BP
+#undef BG
+
+static void embed_backward(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, float *grads) {
+  const dl_vit_config *c = &g->cfg;
+  const dl_dtype dt = g->dtype;
+  const int D = c->dim, np = ws->np, M = c->pos_grid;
+  cudaStream_t s = g->stream;
+  float *g_pos = gslot(g, grads, DL_P_POS);
+  dl_cuda_embed_backward(dt, gslot(g, grads, DL_P_CLS), g_pos, gslot(g, grads, DL_P_REG), gslot(g, grads, DL_P_MASK),
+                         ws->dpos, ws->dtok, ws->dx, ws->masks, ws->n, np, c->registers, D, s);
+  if (dl_pos_embed_is_identity(M, ws->gh, ws->gw))
+    dl_cuda_add(DL_DTYPE_F32, g_pos + D, ws->dpos, (size_t)np * D, s);
+  else
+    dl_cuda_pos_embed_resize_backward(g_pos + D, ws->dpos, ws->wy, ws->wx, M, D, ws->gh, ws->gw, s);
+  dl_cuda_linear_backward(&g->blas, dt, NULL, gslot(g, grads, DL_P_PATCH_W), gslot(g, grads, DL_P_PATCH_B), ws->dtok,
+                          ws->unfold, param(g, DL_P_PATCH_W), ws->n * np, 3 * c->patch * c->patch, D, 0,
+                          DL_BIAS_GRAD_ACCUMULATE, s);
+}
+
+void dl_cuda_vit_backward(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, const float *d_cls, const float *d_regs,
+                          const float *d_patches, float *grads) {
+  const dl_vit_config *c = &g->cfg;
+  const dl_dtype dt = g->dtype;
+  const int D = c->dim, rows = ws->n * ws->t;
+  cudaStream_t s = g->stream;
+  dl_cuda_gather_output_grads(dt, ws->dln, d_cls, d_regs, d_patches, ws->n, ws->np, c->registers, D, s);
+  const int nw = g->layout->count - 2;
+  dl_cuda_layernorm_backward(dt, ws->dx, gslot(g, grads, nw), gslot(g, grads, nw + 1), ws->dln, ws->xs[c->depth],
+                             param(g, nw), ws->meanf, ws->rstdf, rows, D, s);
+  for (int b = c->depth - 1; b >= 0; b--) block_backward(g, b, ws, grads);
+  embed_backward(g, ws, grads);
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the GPU check binaries here (release build with CUDA) and gathers
+# what a GPU machine needs into one folder (default build/gpu-check):
+#   bin/   test_cuda_ops, test_cuda_vit, test_cuda_vit_train, bench_gpu_teacher
+#   lib/   the non-system shared libraries they load (OpenBLAS and its
+#          Fortran runtime, OpenMP), from ldd; never the CUDA libraries,
+#          which come from the GPU machine's PyTorch wheels (see README.md)
+#   ref/   the reference vectors; bench/, tools/: the PyTorch baseline
+#   check.sh
+# usage: tests/gpu/pack.sh [OUT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+out=${1:-build/gpu-check}
+scripts/build -DDISTILL_CUDA=ON >/dev/null
+cmake --build build --target test_cuda_ops test_cuda_vit test_cuda_vit_train bench_gpu_teacher >/dev/null
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/lib" "$out/ref" "$out/bench/gpu" "$out/tools"
+cp build/tests/gpu/test_cuda_ops build/tests/gpu/test_cuda_vit build/tests/gpu/test_cuda_vit_train \
+  build/bench/gpu/bench_gpu_teacher "$out/bin/"
+cp -r tests/ref/dinov2 "$out/ref/"
+cp bench/gpu/torch_teacher.py bench/gpu/teacher.sh "$out/bench/gpu/"
+cp tools/dinov2_torch.py "$out/tools/"
+cp tests/gpu/check.sh "$out/"
+# glibc, the C++ runtime and the CUDA/NCCL/cuDNN libraries are the GPU
+# machine's own; everything else that ldd resolves travels.
+skip='^(linux-vdso|ld-linux|libc\.|libm\.|libdl\.|librt\.|libpthread\.|libstdc\+\+|libgcc_s|libcuda\.|libcublas|libcudart|libnccl|libcudnn)'
+for b in "$out"/bin/*; do
+  ldd "$b" | awk '$3 ~ /^\// { print $1, $3 }'
+done | sort -u | while read -r name path; do
+  grep -Eq "$skip" <<<"$name" || cp -L "$path" "$out/lib/$name"
+done
+echo "packed $(du -sh "$out" | cut -f1) into $out: $(ls "$out/lib" | tr '\n' ' ')"
