@@ -174,6 +174,15 @@ truncated)
   err=$(student 15614 "$out/x" --quiet --resume "$out/flipped.safetensors" 2>&1) && rc=0 || rc=$?
   echo "$err"
   [ $rc = 2 ] && [ "$(echo "$err" | wc -l)" = 1 ] && echo "$err" | grep -q "corrupt checkpoint" && ok "a flipped byte: refused as corrupt, exit 2" || fail "flipped byte: exit $rc"
+  # A checkpoint of another model, or from a run with another batch, is refused.
+  sed 's/^  dim: 32/  dim: 48/' "$recipe" > "$work/dim48.yaml"
+  sed 's/^  batch: 8/  batch: 12/' "$recipe" > "$work/batch12.yaml"
+  for r in dim48:"model or target kind differs" batch12:"train.batch or data.block_size changed"; do
+    err=$("$distill" student --recipe "$work/${r%%:*}.yaml" --teachers tcp://127.0.0.1:15614 --out "$out/y" --quiet \
+      --resume "$ref/checkpoints/ckpt-0000000036.safetensors" 2>&1) && rc=0 || rc=$?
+    echo "$err"
+    [ $rc = 2 ] && echo "$err" | grep -q "${r#*:}" && ok "${r%%:*}: refused, exit 2" || fail "${r%%:*}: exit $rc"
+  done
   ;;
 typo)
   bad=$work/typo.yaml
@@ -184,6 +193,14 @@ typo)
   [ $rc = 2 ] || fail "exit $rc"
   [ "$(echo "$err" | wc -l)" = 1 ] || fail "more than one line"
   echo "$err" | grep -q "typo.yaml:$line: unknown key 'wramup' in section optim" && ok "exit 2, one line naming the key and line $line" || fail "message"
+  # Bad flags: one line, exit 2.
+  for args in "--bogus 1" "--recipe $recipe" "--recipe $recipe --teachers tcp://127.0.0.1:1 --rank 3" \
+              "--recipe $recipe --teachers tcp://127.0.0.1:1 --metrics-port 70000" \
+              "--recipe /nonexistent.yaml --teachers tcp://127.0.0.1:1"; do
+    # shellcheck disable=SC2086
+    err=$("$distill" student $args --out "$work/typo" 2>&1) && rc=0 || rc=$?
+    [ $rc = 2 ] && [ "$(echo "$err" | wc -l)" = 1 ] && ok "student $args: exit 2: $err" || fail "student $args: exit $rc: $err"
+  done
   ;;
 export)
   exp=$ref/checkpoints/student-ema-0000000040.safetensors
