@@ -16,6 +16,8 @@
 #            step, the losses and the transport counters while training
 # mpi        a 2-rank group (mpirun, 4 images per rank) reaches the same
 #            losses as the 1-rank reference (8 images) within 1e-4 relative
+# minutes    checkpoints by time only (every 0.001 minutes): written at the
+#            steps the clock picks, the last 2 kept with their exports
 # hires      the last 4 steps at 42 px: the switch at step 8, the 42 px
 #            targets, the export's 3x3 position grid, and exact resumes from
 #            the checkpoints before and after the switch
@@ -290,6 +292,25 @@ print(f"steps 36-39 by 2 ranks from the 1-rank checkpoint: largest relative loss
 sys.exit(0 if len(b) == 40 and worst <= 1e-4 else 1)
 PY
   ok "a 1-rank checkpoint resumed by 2 ranks: the same losses within 1e-4"
+  ;;
+minutes)
+  out=$work/minutes
+  rm -rf "$out"
+  sed -e 's/^  every_steps: 4/  every_steps: 0\n  every_minutes: 0.001/' "$recipe" > "$work/minutes.yaml"
+  recipe=$work/minutes.yaml
+  start_teacher 15622
+  kill -STOP "$teacher_pid"
+  student_bg 15622 "$out"
+  advance_to "$out" 40 || fail "no progress"
+  kill -CONT "$teacher_pid"
+  rc=0; wait "$sp" || rc=$?
+  [ $rc = 0 ] || fail "exit $rc"
+  n=$(grep -c '"event":"checkpoint"' "$out/metrics.jsonl")
+  kept=$(ls "$out/checkpoints" | grep -c '^ckpt-')
+  exports=$(ls "$out/checkpoints" | grep -c '^student-ema-')
+  [ "$n" -ge 3 ] && [ "$kept" = 2 ] && [ "$exports" = 2 ] && grep -q ckpt-0000000040 "$out/checkpoints/latest" \
+    && ok "$n checkpoints by time (steps $(grep -o '"event":"checkpoint","step":[0-9]*' "$out/metrics.jsonl" | grep -o '[0-9]*$' | tr '\n' ' ')), 2 kept with their exports, latest = step 40" \
+    || fail "$n checkpoints, $kept kept, $exports exports"
   ;;
 prototypes)
   recipe=$src/tests/service/prototypes.yaml
