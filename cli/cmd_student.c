@@ -57,8 +57,8 @@ int cmd_student(int argc, char **argv) {
   dl_group ranks;
   if (dl_group_init(&ranks, &err)) dl_die_input("student: %s", err.msg);
   if ((rank >= 0 && rank != ranks.rank) || (world >= 0 && world != ranks.world))
-    dl_die_input("student: --rank %d --world %d disagree with the launcher's rank %d of %d%s", rank, world, ranks.rank,
-                 ranks.world, ranks.mpi ? "" : " (start the ranks of a group with mpirun)");
+    dl_die_input("student: --rank/--world disagree with the launcher: this is rank %d of %d%s", ranks.rank, ranks.world,
+                 ranks.mpi ? "" : " (start the ranks of a group with mpirun -np W)");
   rank = ranks.rank;
   world = ranks.world;
   if (metrics_port < 0 || metrics_port > 65535) dl_die_input("student: --metrics-port %d is not a TCP port", metrics_port);

@@ -147,6 +147,11 @@ static int resume(run_state *s, dl_err *err) {
       want.pos_grid = in->vit.pos_grid;
       if (memcmp(&want, &in->vit, sizeof want) != 0 || in->prototypes != s->r->train.prototypes) {
         dl_fail(err, "%s: the checkpoint's model or target kind differs from the recipe's", paths[i]);
+      } else if (in->cursor != group_blocks(s, in->step)) {
+        // The next block follows from the step only while batch and block size stay.
+        dl_fail(err, "%s: the group consumed %llu blocks in %ld steps; this recipe takes %d per step (train.batch or "
+                     "data.block_size changed)", paths[i], (unsigned long long)in->cursor, in->step,
+                s->blocks_per_rank * s->o->world);
       } else {
         dl_vit_init_empty(&s->vit, &in->vit);
         s->global_size = in->global_size;

@@ -16,6 +16,8 @@
 #            step, the losses and the transport counters while training
 # mpi        a 2-rank group (mpirun, 4 images per rank) reaches the same
 #            losses as the 1-rank reference (8 images) within 1e-4 relative
+# minutes    checkpoints by time only (every 0.0002 minutes): written at the
+#            steps the clock picks, the last 2 kept with their exports
 # hires      the last 4 steps at 42 px: the switch at step 8, the 42 px
 #            targets, the export's 3x3 position grid, and exact resumes from
 #            the checkpoints before and after the switch
@@ -72,13 +74,14 @@ wait_for() {
 # student can run at most its window (4 steps) past N before it waits: the
 # interruption lands mid-run however fast the machine is.
 advance_to() {
-  for _ in $(seq 2000); do
+  for _ in $(seq 1500); do
     at_least "$1" "$2" && return 0
     kill -CONT "$teacher_pid"
-    sleep 0.03
+    sleep 0.05
     kill -STOP "$teacher_pid"
-    sleep 0.01
   done
+  kill -CONT "$teacher_pid"
+  echo "advance_to: $(steps_done "$1") of $2 steps"
   return 1
 }
 
@@ -174,6 +177,15 @@ truncated)
   err=$(student 15614 "$out/x" --quiet --resume "$out/flipped.safetensors" 2>&1) && rc=0 || rc=$?
   echo "$err"
   [ $rc = 2 ] && [ "$(echo "$err" | wc -l)" = 1 ] && echo "$err" | grep -q "corrupt checkpoint" && ok "a flipped byte: refused as corrupt, exit 2" || fail "flipped byte: exit $rc"
+  # A checkpoint of another model, or from a run with another batch, is refused.
+  sed 's/^  dim: 32/  dim: 48/' "$recipe" > "$work/dim48.yaml"
+  sed 's/^  batch: 8/  batch: 12/' "$recipe" > "$work/batch12.yaml"
+  for r in dim48:"model or target kind differs" batch12:"train.batch or data.block_size changed"; do
+    err=$("$distill" student --recipe "$work/${r%%:*}.yaml" --teachers tcp://127.0.0.1:15614 --out "$out/y" --quiet \
+      --resume "$ref/checkpoints/ckpt-0000000036.safetensors" 2>&1) && rc=0 || rc=$?
+    echo "$err"
+    [ $rc = 2 ] && echo "$err" | grep -q "${r#*:}" && ok "${r%%:*}: refused, exit 2" || fail "${r%%:*}: exit $rc"
+  done
   ;;
 typo)
   bad=$work/typo.yaml
@@ -184,6 +196,14 @@ typo)
   [ $rc = 2 ] || fail "exit $rc"
   [ "$(echo "$err" | wc -l)" = 1 ] || fail "more than one line"
   echo "$err" | grep -q "typo.yaml:$line: unknown key 'wramup' in section optim" && ok "exit 2, one line naming the key and line $line" || fail "message"
+  # Bad flags: one line, exit 2.
+  for args in "--bogus 1" "--recipe $recipe" "--recipe $recipe --teachers tcp://127.0.0.1:1 --rank 3" \
+              "--recipe $recipe --teachers tcp://127.0.0.1:1 --metrics-port 70000" \
+              "--recipe /nonexistent.yaml --teachers tcp://127.0.0.1:1"; do
+    # shellcheck disable=SC2086
+    err=$("$distill" student $args --out "$work/typo" 2>&1) && rc=0 || rc=$?
+    [ $rc = 2 ] && [ "$(echo "$err" | wc -l)" = 1 ] && ok "student $args: exit 2: $err" || fail "student $args: exit $rc: $err"
+  done
   ;;
 export)
   exp=$ref/checkpoints/student-ema-0000000040.safetensors
@@ -273,6 +293,20 @@ print(f"steps 36-39 by 2 ranks from the 1-rank checkpoint: largest relative loss
 sys.exit(0 if len(b) == 40 and worst <= 1e-4 else 1)
 PY
   ok "a 1-rank checkpoint resumed by 2 ranks: the same losses within 1e-4"
+  ;;
+minutes)
+  out=$work/minutes
+  rm -rf "$out"
+  sed -e 's/^  every_steps: 4/  every_steps: 0\n  every_minutes: 0.0002/' "$recipe" > "$work/minutes.yaml"
+  recipe=$work/minutes.yaml
+  start_teacher 15622
+  student 15622 "$out" --quiet || fail "exit $?"
+  n=$(grep -c '"event":"checkpoint"' "$out/metrics.jsonl")
+  kept=$(ls "$out/checkpoints" | grep -c '^ckpt-')
+  exports=$(ls "$out/checkpoints" | grep -c '^student-ema-')
+  [ "$n" -ge 3 ] && [ "$kept" = 2 ] && [ "$exports" = 2 ] && grep -q ckpt-0000000040 "$out/checkpoints/latest" \
+    && ok "$n checkpoints by time (steps $(grep -o '"event":"checkpoint","step":[0-9]*' "$out/metrics.jsonl" | grep -o '[0-9]*$' | tr '\n' ' ')), 2 kept with their exports, latest = step 40" \
+    || fail "$n checkpoints, $kept kept, $exports exports"
   ;;
 prototypes)
   recipe=$src/tests/service/prototypes.yaml
