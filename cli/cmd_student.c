@@ -11,7 +11,9 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "common/file_io.h"
+#include "teacher/model_io.h"
 #include "student/reduce.h"
+#include "student/student_model.h"
 #include "student/student_run.h"
 #include "transport/student_client.h"
 
@@ -22,9 +24,25 @@ static void on_signal(int sig) {
   g_stop = 1;
 }
 
+// The student exactly as a run starts it (same recipe, same seed): what the
+// demo's "random initialization" row evaluates.
+static int export_initial_student(const dl_recipe *r, char *text, const char *path) {
+  dl_vit_config cfg;
+  dl_vit vit;
+  dl_err err;
+  dl_student_vit_config(r, r->crops.global_size, &cfg);
+  dl_student_vit_init(&vit, &cfg, r->model.layerscale, r->model.seed);
+  int rc = dl_vit_save(&vit, vit.params, path, &err);
+  dl_vit_free(&vit);
+  free(text);
+  if (rc) dl_die_input("student: %s", err.msg);
+  printf("student: wrote the initial student to %s\n", path);
+  return 0;
+}
+
 int cmd_student(int argc, char **argv) {
   const char *recipe_path = NULL, *teachers = NULL, *resume = NULL, *out = "out/student", *group = NULL;
-  const char *metrics_addr = "127.0.0.1";
+  const char *metrics_addr = "127.0.0.1", *export_init = NULL;
   int rank = -1, world = -1, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0;
   bool quiet = false;
   const dl_flag flags[] = {
@@ -40,6 +58,8 @@ int cmd_student(int argc, char **argv) {
       {"heartbeat-ms", DL_FLAG_INT, &heartbeat_ms, "MS", "heartbeat interval (default 1000)"},
       {"dead-after-ms", DL_FLAG_INT, &dead_after_ms, "MS", "a silent teacher is dead after this (default 5000)"},
       {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no progress or event lines"},
+      {"export-init", DL_FLAG_STRING, &export_init, "FILE",
+       "write the recipe's student at its initialization (official names) and exit: the baseline for evaluations"},
   };
   const dl_command_spec spec = {
       "student", "--recipe R --teachers EP[,EP...] [--rank r --world W] [--resume auto|PATH] [--out DIR]",
@@ -50,7 +70,7 @@ int cmd_student(int argc, char **argv) {
   int npos;
   if (dl_parse_flags(&spec, argc, argv, pos, 0, &npos)) return 0;
   dl_require_flag(&spec, "recipe", recipe_path);
-  dl_require_flag(&spec, "teachers", teachers);
+  if (!export_init) dl_require_flag(&spec, "teachers", teachers);
   // Ranks of a group are MPI processes (mpirun -np W distill student ...):
   // the gradients and the Sinkhorn-Knopp sums travel through MPI.
   dl_err err;
@@ -82,6 +102,7 @@ int cmd_student(int argc, char **argv) {
     memcpy(heads, joined, sizeof joined);
   }
   free(rdir);
+  if (export_init) return export_initial_student(&recipe, text, export_init);
 
   char *list = strdup(teachers), *save = NULL, *out_copy = strdup(out);
   const char *eps[DL_MAX_TEACHERS];

@@ -6,7 +6,7 @@ DISTILL_DEBIAN_PACKAGES=(
   libjpeg-dev libpng-dev libyaml-dev zlib1g-dev
   libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev
   python3-numpy python3-torch python3-torchvision
-  dataset-fashion-mnist
+  dataset-fashion-mnist gnuplot-nox
   python3-pil python3-skimage
   libopenmpi-dev openmpi-bin
 )
