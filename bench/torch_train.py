@@ -57,6 +57,34 @@ def koleo(x, eps=1e-8):
     return -torch.log(nn.PairwiseDistance(2, eps=1e-8)(x, x[I]) + eps).mean()
 
 
+def param_multipliers(module, name, depth, layer_decay=0.9, patch_embed_lr_mult=0.2):
+    """DINOv2's parameter groups (utils/param_groups.py): the learning-rate
+    multiplier (layer decay by block, patch embedding scaled), the weight
+    decay multiplier and whether the parameter is a last layer."""
+    layer_id = depth + 1
+    if module == "backbone":
+        if name.startswith(("pos_embed", "patch_embed", "mask_token", "cls_token")):
+            layer_id = 0
+        elif name.startswith("blocks."):
+            layer_id = int(name.split(".")[1]) + 1
+    lr_mult = layer_decay ** (depth + 1 - layer_id) * (patch_embed_lr_mult if "patch_embed" in name else 1.0)
+    wd_mult = 0.0 if (name.endswith(".bias") or "norm" in name or "gamma" in name) else 1.0
+    return lr_mult, wd_mult, "last_layer" in name
+
+
+def backward_and_update(loss, opt, modules, params, ema, mom, clip=3.0):
+    """The end of a DINOv2 step: backward, clip_grad_norm_ per module, the
+    optimizer step, and the EMA of the parameters with _foreach ops."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    for mod in modules:
+        nn.utils.clip_grad_norm_(mod.parameters(), clip)
+    opt.step()
+    with torch.no_grad():
+        torch._foreach_mul_(ema, mom)
+        torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - mom)
+
+
 def main():
     batch, repeats = int(sys.argv[1]), int(sys.argv[2])
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
@@ -73,15 +101,8 @@ def main():
     depth = 12
     for mname, mod in student.items():
         for name, p in mod.named_parameters():
-            layer_id = depth + 1
-            if mname == "backbone":
-                if name.startswith(("pos_embed", "patch_embed", "mask_token", "cls_token")):
-                    layer_id = 0
-                elif name.startswith("blocks."):
-                    layer_id = int(name.split(".")[1]) + 1
-            lr_mult = 0.9 ** (depth + 1 - layer_id) * (0.2 if "patch_embed" in name else 1.0)
-            wd_mult = 0.0 if (name.endswith(".bias") or "norm" in name or "gamma" in name) else 1.0
-            groups.append({"params": [p], "lr_mult": lr_mult, "wd_mult": wd_mult, "last": "last_layer" in name})
+            lr_mult, wd_mult, last = param_multipliers(mname, name, depth)
+            groups.append({"params": [p], "lr_mult": lr_mult, "wd_mult": wd_mult, "last": last})
     opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)
     ema = [p.detach().clone() for p in student.parameters()]
     params = list(student.parameters())
@@ -117,14 +138,7 @@ def main():
         ibot = -(ibot_l * (1.0 / 256)).sum() / (G * batch)
         ko = 0.1 * sum(koleo(c) for c in cls_g.chunk(G))
         loss = dino + ibot + ko
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for mod in student.values():
-            nn.utils.clip_grad_norm_(mod.parameters(), 3.0)
-        opt.step()
-        with torch.no_grad():
-            torch._foreach_mul_(ema, mom)
-            torch._foreach_add_(ema, [p.detach() for p in params], alpha=1 - mom)
+        backward_and_update(loss, opt, student.values(), params, ema, mom)
         return float(loss), float(dino), float(ibot), float(ko)
 
     times = []

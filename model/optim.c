@@ -17,6 +17,19 @@ static float *zeros(size_t n) {
   return p;
 }
 
+void dl_param_groups_init(dl_param_group *groups, const dl_vit_layout *layout, int depth,
+                          const dl_adamw_config *cfg) {
+  for (int i = 0; i < layout->count; i++) {
+    const dl_param_entry *e = &layout->entries[i];
+    dl_param_group *g = &groups[i];
+    g->lr_mult = e->layer_id >= 0 ? (float)pow(cfg->layer_decay, depth + 1 - e->layer_id) : 1.0f;
+    if (strncmp(e->name, "patch_embed", 11) == 0) g->lr_mult *= cfg->patch_embed_lr_mult;
+    g->wd_mult = e->no_weight_decay ? 0.0f : 1.0f;
+    g->is_last_layer = strstr(e->name, "last_layer") != NULL;
+    g->frozen = false;
+  }
+}
+
 void dl_optim_module_init(dl_optim_module *mod, const dl_vit_layout *layout, float *params, int depth,
                           const dl_adamw_config *cfg) {
   mod->layout = layout;
@@ -27,14 +40,7 @@ void dl_optim_module_init(dl_optim_module *mod, const dl_vit_layout *layout, flo
   mod->ema = zeros(layout->total);
   memcpy(mod->ema, params, layout->total * sizeof(float));
   mod->groups = dl_calloc((size_t)layout->count, sizeof *mod->groups);
-  for (int i = 0; i < layout->count; i++) {
-    const dl_param_entry *e = &layout->entries[i];
-    dl_param_group *g = &mod->groups[i];
-    g->lr_mult = e->layer_id >= 0 ? (float)pow(cfg->layer_decay, depth + 1 - e->layer_id) : 1.0f;
-    if (strncmp(e->name, "patch_embed", 11) == 0) g->lr_mult *= cfg->patch_embed_lr_mult;
-    g->wd_mult = e->no_weight_decay ? 0.0f : 1.0f;
-    g->is_last_layer = strstr(e->name, "last_layer") != NULL;
-  }
+  dl_param_groups_init(mod->groups, layout, depth, cfg);
 }
 
 void dl_optim_module_free(dl_optim_module *mod) {

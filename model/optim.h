@@ -39,7 +39,12 @@ typedef struct dl_optim_module {
 // backbone entries (layer_id >= 0; heads have DL_LAYER_ID_HEAD: 1), times
 // patch_embed_lr_mult for patch_embed.*; wd_mult 0 for the layout's
 // no_weight_decay entries; last layer = a name containing "last_layer".
-// The EMA starts as a copy of the parameters; moments and gradients at 0.
+// dl_param_groups_init fills only the groups (layout->count entries): what a
+// GPU optimizer needs without the host buffers. dl_optim_module_init also
+// allocates the buffers: the EMA starts as a copy of the parameters, moments
+// and gradients at 0.
+void dl_param_groups_init(dl_param_group *groups, const dl_vit_layout *layout, int depth,
+                          const dl_adamw_config *cfg);
 void dl_optim_module_init(dl_optim_module *mod, const dl_vit_layout *layout, float *params, int depth,
                           const dl_adamw_config *cfg);
 void dl_optim_module_free(dl_optim_module *mod);

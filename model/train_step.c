@@ -11,8 +11,8 @@ static float *falloc(size_t n) {
   return p;
 }
 
-static int check_config(const dl_vit *s, const dl_train_config *c, const dl_head *td, const dl_head *ti,
-                        dl_err *err) {
+int dl_train_config_check(const dl_vit *s, const dl_train_config *c, const dl_head *td, const dl_head *ti,
+                          dl_err *err) {
   const int p = s->cfg.patch;
   if (c->batch <= 0 || c->global_crops <= 0 || c->local_crops < 0)
     return dl_fail(err, "training: batch %d, %d global and %d local crops", c->batch, c->global_crops, c->local_crops);
@@ -33,10 +33,32 @@ static int check_config(const dl_vit *s, const dl_train_config *c, const dl_head
   return 0;
 }
 
+void dl_trainer_heads_init(dl_head heads[2], const dl_vit *student, const dl_train_config *cfg,
+                           unsigned long long seed) {
+  if (cfg->mode == DL_TRAIN_PROTOTYPES) {
+    dl_head_init(&heads[0], &cfg->dino_head);
+    dl_head_init(&heads[1], &cfg->ibot_head);
+  } else {
+    const int D = student->cfg.dim;
+    dl_head_config a = {.in_dim = D, .hidden_dim = cfg->teacher_dim, .out_dim = cfg->teacher_dim, .nlayers = 2};
+    dl_head_init(&heads[0], &a);
+    dl_head_init(&heads[1], &a);
+  }
+  dl_head_init_random(&heads[0], seed);
+  dl_head_init_random(&heads[1], seed + 1);
+}
+
+void dl_trainer_schedules_at(const dl_train_schedules *s, long step, dl_step_report *r) {
+  r->lr = dl_schedule_at(&s->lr, step);
+  r->wd = dl_schedule_at(&s->wd, step);
+  r->momentum = dl_schedule_at(&s->momentum, step);
+  r->teacher_temp = dl_schedule_at(&s->teacher_temp, step);
+}
+
 int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, const dl_head *teacher_dino,
                     const dl_head *teacher_ibot, unsigned long long seed, dl_err *err) {
   memset(t, 0, sizeof *t);
-  if (check_config(student, cfg, teacher_dino, teacher_ibot, err)) return -1;
+  if (dl_train_config_check(student, cfg, teacher_dino, teacher_ibot, err)) return -1;
   t->cfg = *cfg;
   t->student = student;
   t->teacher_last[0] = teacher_dino;
@@ -44,16 +66,7 @@ int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, 
   const int D = student->cfg.dim, G = cfg->global_crops, L = cfg->local_crops, B = cfg->batch;
   const int g = cfg->global_size / student->cfg.patch;
   t->patches = g * g;
-  if (cfg->mode == DL_TRAIN_PROTOTYPES) {
-    dl_head_init(&t->heads[0], &cfg->dino_head);
-    dl_head_init(&t->heads[1], &cfg->ibot_head);
-  } else {
-    dl_head_config a = {.in_dim = D, .hidden_dim = cfg->teacher_dim, .out_dim = cfg->teacher_dim, .nlayers = 2};
-    dl_head_init(&t->heads[0], &a);
-    dl_head_init(&t->heads[1], &a);
-  }
-  dl_head_init_random(&t->heads[0], seed);
-  dl_head_init_random(&t->heads[1], seed + 1);
+  dl_trainer_heads_init(t->heads, student, cfg, seed);
   dl_optim_module_init(&t->mods[0], &student->layout, student->params, student->cfg.depth, &cfg->adamw);
   // Distillation masks no patch, so mask_token gets no gradient.
   t->mods[0].groups[dl_vit_global_index(DL_P_MASK)].frozen = true;
@@ -185,10 +198,7 @@ int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *
   const dl_train_config *c = &t->cfg;
   const dl_train_schedules *s = &c->sched;
   memset(r, 0, sizeof *r);
-  r->lr = dl_schedule_at(&s->lr, t->step);
-  r->wd = dl_schedule_at(&s->wd, t->step);
-  r->momentum = dl_schedule_at(&s->momentum, t->step);
-  r->teacher_temp = dl_schedule_at(&s->teacher_temp, t->step);
+  dl_trainer_schedules_at(s, t->step, r);
   if (student_forward(t, batch, err)) return -1;
   for (int k = 0; k < 3; k++) dl_optim_zero_grad(&t->mods[k]);
   if (c->mode == DL_TRAIN_PROTOTYPES) prototype_losses(t, batch, (float)r->teacher_temp, r);

@@ -2,30 +2,16 @@
 // the CUDA forward from host images to host outputs (what the teacher
 // service does per batch). Prints each repeat, the median images/s, the
 // FLOPs per image and the model-FLOP utilization against the card's dense
-// bf16 peak (BENCH_PEAK_TFLOPS overrides the table below).
+// bf16 peak (bench/gpu/gpu_bench_util.c; BENCH_PEAK_TFLOPS overrides it).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench/gpu/gpu_bench_util.h"
 #include "common/timing.h"
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/vit_cuda.h"
 #include "model/cuda/vit_cuda_layout.h"
-
-static int cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
-}
-
-// Dense bf16 tensor-core peaks from NVIDIA's datasheets (TFLOP/s); 0: unknown.
-static double peak_tflops(const char *name) {
-  const char *env = getenv("BENCH_PEAK_TFLOPS");
-  if (env) return atof(env);
-  if (strstr(name, "H100") && strstr(name, "PCIe")) return 756.0;
-  if (strstr(name, "H100") || strstr(name, "H200")) return 989.4;
-  if (strstr(name, "A100")) return 312.0;
-  return 0.0;
-}
 
 int main(int argc, char **argv) {
   if (argc < 4) {
@@ -73,11 +59,10 @@ int main(int argc, char **argv) {
     rates[r] = n / (dl_now_seconds() - t0);
     printf("distill vitg14 %dpx batch %d repeat %d: %.2f images/s\n", res, n, r, rates[r]);
   }
-  qsort(rates, (size_t)repeats, sizeof(double), cmp_double);
-  const double median = rates[repeats / 2], flops = dl_vit_forward_flops(&cfg, res, res);
-  const double peak = peak_tflops(prop.name);
+  const double median = dl_bench_median(rates, repeats), flops = dl_vit_forward_flops(&cfg, res, res);
+  const double peak = dl_bench_peak_tflops(prop.name);
   printf("distill_images_per_s=%.4f flops_per_image=%.6g peak_tflops=%.1f device=", median, flops, peak);
-  for (const char *c = prop.name; *c; c++) putchar(*c == ' ' ? '_' : *c);
+  dl_bench_print_word(prop.name);
   putchar('\n');
   dl_cuda_vit_free(&gpu);
   dl_vit_free(&vit);

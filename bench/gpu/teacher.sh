@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # bench/gpu/teacher.sh RES BATCH: ViT-g/14 teacher inference on the GPU,
 # distill's CUDA forward against PyTorch (SDPA + bf16 autocast) on the same
-# card in the same run. Prints both rates, each one's MFU, and ratio=R.
+# card in the same run. Prints both rates, each one's MFU, a line `result
+# gpu-teacher-RES distill=X pytorch=Y mfu_distill=A mfu_pytorch=B ratio=R`
+# (what tests/gpu/check.sh tabulates), and ratio=R last.
 # Environment: BENCH_REPEATS (default 10), DISTILL_GPU_BIN (folder holding
 # bench_gpu_teacher; default build/bench/gpu), DISTILL_TORCH_PYTHON (a Python
 # with a CUDA build of PyTorch 2.x; default python3).
@@ -15,16 +17,18 @@ py=${DISTILL_TORCH_PYTHON:-python3}
 [ -x "$bin" ] || { echo "bench gpu-teacher: $bin not built (needs the CUDA build)" >&2; exit 2; }
 
 echo "benchmark gpu-teacher-$res: DINOv2 ViT-g/14 inference, $res px, batch $batch, bf16, median of $repeats"
-ours_line=$("$bin" "$res" "$batch" "$repeats" | tee /dev/stderr | grep '^distill_images_per_s=')
-theirs_line=$("$py" bench/gpu/torch_teacher.py "$res" "$batch" "$repeats" | tee /dev/stderr | grep '^torch_images_per_s=')
+ours_line=$("$bin" "$res" "$batch" "$repeats" | tee >(cat >&2) | grep '^distill_images_per_s=')
+theirs_line=$("$py" bench/gpu/torch_teacher.py "$res" "$batch" "$repeats" | tee >(cat >&2) | grep '^torch_images_per_s=')
 field() { sed -n "s/.*$1=\([^ ]*\).*/\1/p" <<<"$2"; }
 ours=$(field distill_images_per_s "$ours_line")
 theirs=$(field torch_images_per_s "$theirs_line")
 flops=$(field flops_per_image "$ours_line")
 peak=$(field peak_tflops "$ours_line")
 echo "device: $(field device "$ours_line")   torch: $(field torch "$theirs_line")"
-awk -v a="$ours" -v b="$theirs" -v f="$flops" -v p="$peak" 'BEGIN {
+awk -v a="$ours" -v b="$theirs" -v f="$flops" -v p="$peak" -v r="$res" 'BEGIN {
   printf "distill: %.2f images/s   pytorch: %.2f images/s\n", a, b
   if (p > 0) printf "mfu_distill=%.3f mfu_pytorch=%.3f (peak %.1f TFLOP/s dense bf16)\n", a * f / (p * 1e12), b * f / (p * 1e12), p
   else print "mfu: unknown card, set BENCH_PEAK_TFLOPS"
+  if (p > 0) { mo = sprintf("%.3f", a * f / (p * 1e12)); mt = sprintf("%.3f", b * f / (p * 1e12)) } else { mo = "-"; mt = "-" }
+  printf "result gpu-teacher-%s distill=%.2f pytorch=%.2f mfu_distill=%s mfu_pytorch=%s ratio=%.2f\n", r, a, b, mo, mt, a / b
   printf "ratio=%.2f\n", a / b }'

@@ -85,6 +85,18 @@ typedef struct dl_cuda_reduce {
   void (*fn)(float *device_data, size_t n, int is_max, void *ctx, cudaStream_t s);
   void *ctx;
 } dl_cuda_reduce;
+// Everything a training step needs from its data-parallel group: the
+// losses' reductions, and the flat gradient's average over ranks started on
+// a stream of its own after the work queued on `compute` (grads_start, which
+// may be called for several ranges) and waited for by `compute`
+// (grads_finish). world <= 1: none of it is called.
+typedef struct dl_cuda_data_parallel {
+  int world;
+  dl_cuda_reduce reduce;
+  void (*grads_start)(void *ctx, float *grads, size_t n, cudaStream_t compute);
+  void (*grads_finish)(void *ctx, cudaStream_t compute);
+  void *ctx;
+} dl_cuda_data_parallel;
 // Sinkhorn-Knopp exactly as dl_sinkhorn_knopp (global max subtracted).
 // scratch: k + 4 floats.
 void dl_cuda_sinkhorn_knopp(float *q, const float *logits, int b, int k, float temp, int iters,
@@ -106,6 +118,26 @@ void dl_cuda_dino_loss(float *loss_rows, float *d_student, const float *student,
 void dl_cuda_koleo(float *loss, float *d_x, const float *x, int n, int d, float scale, float *scratch,
                    cudaStream_t s);
 size_t dl_cuda_koleo_scratch_floats(int n, int d);
+
+// Feature mode (dl_cosine_loss, dl_smooth_l1_loss; float32, sums in double):
+// loss_rows [rows] gets each row's share of scale * the loss (their sum is the
+// loss); d_s [rows, d] (may be NULL) is written, or added to when accumulate.
+void dl_cuda_cosine_loss_rows(float *loss_rows, float *d_s, const float *s, const float *t, int rows, int d,
+                              float scale, int accumulate, cudaStream_t st);
+void dl_cuda_smooth_l1_rows(float *loss_rows, float *d_s, const float *s, const float *t, int rows, int d,
+                            float beta, float scale, int accumulate, cudaStream_t st);
+
+// ---- projection heads ----
+// y_r = gain_r * x_r / max(||x_r||, eps) (gains NULL: 1), norms [rows] (float)
+// keep ||x_r||: the bottleneck's L2 normalization (eps 1e-12) and the last
+// layer's weight norm (gains = weight_g, x = weight_v, eps 0).
+void dl_cuda_row_normalize(dl_dtype y_type, void *y, float *norms, dl_dtype x_type, const void *x,
+                           const float *gains, int rows, int d, float eps, cudaStream_t s);
+// Its backward from dy and the forward's x and norms: dx (dt, written or
+// added to), dgain (float, may be NULL) added to.
+void dl_cuda_row_normalize_backward(dl_dtype dt, void *dx, float *dgain, const void *dy, const void *x,
+                                    const float *norms, const float *gains, int rows, int d, float eps,
+                                    int accumulate, cudaStream_t s);
 
 // ---- optimizer over flat buffers (float32 master weights) ----
 // segs: the per-tensor table of model/cuda/adamw_segments.h, in device memory.
@@ -137,6 +169,10 @@ void dl_cuda_add(dl_dtype dt, void *a, const void *b, size_t n, cudaStream_t s);
 // d_patches [n, P, D] (float, each may be NULL: zero).
 void dl_cuda_gather_output_grads(dl_dtype dt, void *g, const float *d_cls, const float *d_regs,
                                  const float *d_patches, int n, int np, int registers, int d, cudaStream_t s);
+// The reverse for the outputs: x [n, t, D] (dtype) -> cls [n, D] and patches
+// [n * np, D] (dtype, each may be NULL); registers are dropped.
+void dl_cuda_split_tokens(dl_dtype dt, void *cls, void *patches, const void *x, int n, int np, int registers,
+                          int d, cudaStream_t s);
 // From dx [n, t, D], the gradient of the first block's input: cls, its
 // position, registers and mask token accumulate (float); dpos [np, D] and
 // dtok [n * np, D] (zero where masked) are written.

@@ -53,3 +53,13 @@ void dl_nccl_dp_reduce(float *device_data, size_t n, int is_max, void *ctx, cuda
   if (dp->world == 1) return;
   ncclCheck(ncclAllReduce(device_data, device_data, n, ncclFloat32, is_max ? ncclMax : ncclSum, dp->comm, s));
 }
+
+static void grads_start(void *ctx, float *grads, size_t n, cudaStream_t compute) {
+  dl_nccl_dp_allreduce_grads_start(ctx, grads, n, compute);
+}
+static void grads_finish(void *ctx, cudaStream_t compute) { dl_nccl_dp_allreduce_grads_finish(ctx, compute); }
+
+dl_cuda_data_parallel dl_nccl_dp_data_parallel(dl_nccl_dp *dp) {
+  return (dl_cuda_data_parallel){.world = dp->world, .reduce = dl_nccl_dp_reducer(dp), .grads_start = grads_start,
+                                 .grads_finish = grads_finish, .ctx = dp};
+}

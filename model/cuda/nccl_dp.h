@@ -46,4 +46,7 @@ static inline dl_cuda_reduce dl_nccl_dp_reducer(dl_nccl_dp *dp) {
   return (dl_cuda_reduce){.fn = dl_nccl_dp_reduce, .ctx = dp};
 }
 
+// The group as a training step sees it (model/cuda/train_step_cuda.h).
+dl_cuda_data_parallel dl_nccl_dp_data_parallel(dl_nccl_dp *dp);
+
 #endif

@@ -19,7 +19,9 @@ void dl_cuda_vit_init(dl_cuda_vit *g, const dl_vit *host, dl_dtype dtype) {
   const size_t total = host->layout.total;
   float *staging;
   cudaCheck(cudaMalloc((void **)&staging, total * sizeof(float)));
-  cudaCheck(cudaMemcpy(staging, host->params, total * sizeof(float), cudaMemcpyHostToDevice));
+  // On g->stream: a legacy-stream copy is not ordered with the non-blocking
+  // stream's convert below.
+  cudaCheck(cudaMemcpyAsync(staging, host->params, total * sizeof(float), cudaMemcpyHostToDevice, g->stream));
   cudaCheck(cudaMalloc(&g->params, total * dl_dtype_size(dtype)));
   dl_cuda_convert(g->params, dtype, staging, DL_DTYPE_F32, total, g->stream);
   cudaCheck(cudaStreamSynchronize(g->stream));

@@ -4,64 +4,53 @@
 #include <string.h>
 
 #include "model/cuda/cuda_check.h"
+#include "model/cuda/device_arena.h"
 #include "model/pos_embed.h"
 
 #define LN_EPS 1e-6f
 
-typedef struct arena {
-  unsigned char *base;
-  size_t off;
-} arena;
-
-// Measures (base NULL) or hands out 256-byte aligned slices of one allocation.
-static void *take(arena *a, size_t bytes) {
-  void *p = a->base ? a->base + a->off : NULL;
-  a->off += (bytes + 255) & ~(size_t)255;
-  return p;
-}
-
 static size_t carve(dl_cuda_vit_train_ws *ws, unsigned char *base, const dl_vit_config *c, size_t e) {
-  arena a = {base, 0};
+  dl_device_arena a = {base, 0};
   const size_t D = (size_t)c->dim, rows = (size_t)ws->n * ws->t, F = (size_t)c->ffn_hidden;
   const size_t fc1 = F * (c->ffn == DL_FFN_SWIGLU ? 2 : 1), pp = (size_t)c->patch * c->patch * 3;
   const size_t npr = (size_t)ws->n * ws->np, lse = (size_t)ws->n * c->heads * ws->t, f = sizeof(float);
-  for (int b = 0; b <= c->depth; b++) ws->xs[b] = take(&a, rows * D * e);
+  for (int b = 0; b <= c->depth; b++) ws->xs[b] = dl_arena_take(&a, rows * D * e);
   for (int b = 0; b < c->depth; b++) {
     dl_cuda_block_acts *k = &ws->blocks[b];
-    k->x_mid = take(&a, rows * D * e);
-    k->ln1 = take(&a, rows * D * e);
-    k->ln2 = take(&a, rows * D * e);
-    k->qkv = take(&a, rows * 3 * D * e);
-    k->attn = take(&a, rows * D * e);
-    k->proj = take(&a, rows * D * e);
-    k->h_pre = take(&a, rows * fc1 * e);
-    k->h_act = take(&a, rows * F * e);
-    k->fc2 = take(&a, rows * D * e);
-    k->mean1 = take(&a, rows * f);
-    k->rstd1 = take(&a, rows * f);
-    k->mean2 = take(&a, rows * f);
-    k->rstd2 = take(&a, rows * f);
-    k->lse = take(&a, lse * f);
+    k->x_mid = dl_arena_take(&a, rows * D * e);
+    k->ln1 = dl_arena_take(&a, rows * D * e);
+    k->ln2 = dl_arena_take(&a, rows * D * e);
+    k->qkv = dl_arena_take(&a, rows * 3 * D * e);
+    k->attn = dl_arena_take(&a, rows * D * e);
+    k->proj = dl_arena_take(&a, rows * D * e);
+    k->h_pre = dl_arena_take(&a, rows * fc1 * e);
+    k->h_act = dl_arena_take(&a, rows * F * e);
+    k->fc2 = dl_arena_take(&a, rows * D * e);
+    k->mean1 = dl_arena_take(&a, rows * f);
+    k->rstd1 = dl_arena_take(&a, rows * f);
+    k->mean2 = dl_arena_take(&a, rows * f);
+    k->rstd2 = dl_arena_take(&a, rows * f);
+    k->lse = dl_arena_take(&a, lse * f);
   }
-  ws->unfold = take(&a, npr * pp * e);
-  ws->tok = take(&a, npr * D * e);
-  ws->pos = take(&a, (size_t)ws->np * D * e);
-  ws->lnf = take(&a, rows * D * e);
-  ws->meanf = take(&a, rows * f);
-  ws->rstdf = take(&a, rows * f);
-  ws->wy = take(&a, (size_t)ws->gh * c->pos_grid * f);
-  ws->wx = take(&a, (size_t)ws->gw * c->pos_grid * f);
-  ws->masks = take(&a, npr);
-  ws->dx = take(&a, rows * D * e);
-  ws->dy = take(&a, rows * D * e);
-  ws->dln = take(&a, rows * D * e);
-  ws->dqkv = take(&a, rows * 3 * D * e);
-  ws->dattn = take(&a, rows * D * e);
-  ws->dh = take(&a, rows * fc1 * e);
-  ws->dhact = take(&a, rows * F * e);
-  ws->dtok = take(&a, npr * D * e);
-  ws->dpos = take(&a, (size_t)ws->np * D * f);
-  ws->attn_scratch = take(&a, lse * f);
+  ws->unfold = dl_arena_take(&a, npr * pp * e);
+  ws->tok = dl_arena_take(&a, npr * D * e);
+  ws->pos = dl_arena_take(&a, (size_t)ws->np * D * e);
+  ws->lnf = dl_arena_take(&a, rows * D * e);
+  ws->meanf = dl_arena_take(&a, rows * f);
+  ws->rstdf = dl_arena_take(&a, rows * f);
+  ws->wy = dl_arena_take(&a, (size_t)ws->gh * c->pos_grid * f);
+  ws->wx = dl_arena_take(&a, (size_t)ws->gw * c->pos_grid * f);
+  ws->masks = dl_arena_take(&a, npr);
+  ws->dx = dl_arena_take(&a, rows * D * e);
+  ws->dy = dl_arena_take(&a, rows * D * e);
+  ws->dln = dl_arena_take(&a, rows * D * e);
+  ws->dqkv = dl_arena_take(&a, rows * 3 * D * e);
+  ws->dattn = dl_arena_take(&a, rows * D * e);
+  ws->dh = dl_arena_take(&a, rows * fc1 * e);
+  ws->dhact = dl_arena_take(&a, rows * F * e);
+  ws->dtok = dl_arena_take(&a, npr * D * e);
+  ws->dpos = dl_arena_take(&a, (size_t)ws->np * D * f);
+  ws->attn_scratch = dl_arena_take(&a, lse * f);
   return a.off;
 }
 
@@ -172,18 +161,26 @@ static void block_forward(dl_cuda_vit *g, int b, dl_cuda_vit_train_ws *ws) {
   dl_cuda_residual_scaled(dt, ws->xs[b + 1], k->fc2, BP(DL_P_LS2), rows, D, s);
 }
 
+int dl_cuda_vit_forward_train_device(dl_cuda_vit *g, const float *images, int n, int h, int w, const bool *masks,
+                                     dl_cuda_vit_train_ws *ws, dl_err *err) {
+  if (prepare(g, n, h, w, ws, err)) return -1;
+  const dl_vit_config *c = &g->cfg;
+  embed_forward(g, ws, images, masks);
+  for (int b = 0; b < c->depth; b++) block_forward(g, b, ws);
+  const int nw = g->layout->count - 2;
+  dl_cuda_layernorm(g->dtype, ws->lnf, ws->meanf, ws->rstdf, ws->xs[c->depth], param(g, nw), param(g, nw + 1),
+                    n * ws->t, c->dim, LN_EPS, g->stream);
+  ws->masks = masks ? ws->masks : NULL;
+  return 0;
+}
+
 int dl_cuda_vit_forward_train(dl_cuda_vit *g, const float *images, int n, int h, int w, const bool *masks,
                               dl_cuda_vit_train_ws *ws, dl_vit_outputs *out, dl_err *err) {
-  if (prepare(g, n, h, w, ws, err)) return -1;
+  if (dl_cuda_vit_forward_train_device(g, images, n, h, w, masks, ws, err)) return -1;
   const dl_vit_config *c = &g->cfg;
   const dl_dtype dt = g->dtype;
   const int D = c->dim, R = c->registers, np = ws->np, t = ws->t, rows = n * t;
   cudaStream_t s = g->stream;
-  embed_forward(g, ws, images, masks);
-  for (int b = 0; b < c->depth; b++) block_forward(g, b, ws);
-  const int nw = g->layout->count - 2;
-  dl_cuda_layernorm(dt, ws->lnf, ws->meanf, ws->rstdf, ws->xs[c->depth], param(g, nw), param(g, nw + 1), rows, D,
-                    LN_EPS, s);
   // Outputs through a float32 copy on the device, then to the host.
   const size_t floats = (size_t)rows * D;
   if (g->outputs_cap < floats) {
@@ -206,7 +203,6 @@ int dl_cuda_vit_forward_train(dl_cuda_vit *g, const float *images, int n, int h,
     if (out->patches)
       memcpy(out->patches + (size_t)i * np * D, li + (size_t)(1 + R) * D, (size_t)np * D * sizeof(float));
   }
-  ws->masks = masks ? ws->masks : NULL;
   return 0;
 }
 

@@ -38,6 +38,12 @@ void dl_cuda_vit_train_ws_free(dl_cuda_vit_train_ws *ws);
 int dl_cuda_vit_forward_train(dl_cuda_vit *g, const float *images, int n, int h, int w, const bool *masks,
                               dl_cuda_vit_train_ws *ws, dl_vit_outputs *out, dl_err *err);
 
+// The same pass leaving the outputs on the device for the training step:
+// ws->lnf [n, 1 + registers + patches, D] in the model's dtype (split it with
+// dl_cuda_split_tokens); nothing is copied back.
+int dl_cuda_vit_forward_train_device(dl_cuda_vit *g, const float *images, int n, int h, int w, const bool *masks,
+                                     dl_cuda_vit_train_ws *ws, dl_err *err);
+
 // As dl_vit_backward for the last forward on ws: d_cls, d_regs, d_patches
 // are DEVICE float buffers (each may be NULL); parameter gradients are ADDED
 // to grads (device, float32, layout.total).

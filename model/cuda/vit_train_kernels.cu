@@ -1,5 +1,6 @@
 // Kernels of the ViT's training passes that no other op needs: the residual
-// add, gathering the outputs' gradients into token order, and the backward
+// add, gathering the outputs' gradients into token order (and splitting the
+// outputs out of it), and the backward
 // pass of the embeddings (tokens, registers, mask token, positions).
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/kernels_common.cuh"
@@ -44,6 +45,28 @@ extern "C" void dl_cuda_gather_output_grads(dl_dtype dt, void *g, const float *d
   const size_t total = (size_t)n * (1 + registers + np) * d;
   DL_DISPATCH(dt, gather_output_grads_kernel<T><<<capped_blocks(total), THREADS, 0, s>>>(
                       (T *)g, d_cls, d_regs, d_patches, n, np, registers, d));
+  cudaCheckLaunch();
+}
+
+// The reverse of the gather: x [n, t, D] in token order -> cls [n, D] and
+// patches [n * np, D] (each may be NULL), same storage type.
+template <typename T>
+__global__ void split_tokens_kernel(T *cls, T *patches, const T *x, int n, int np, int R, int D) {
+  const int t = 1 + R + np;
+  const size_t total = (size_t)n * t * D;
+  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+    const int k = (int)(e % D), tok = (int)(e / D % t), i = (int)(e / D / t);
+    if (tok == 0 && cls) cls[(size_t)i * D + k] = x[e];
+    else if (tok > R && patches) patches[((size_t)i * np + tok - 1 - R) * D + k] = x[e];
+  }
+}
+
+extern "C" void dl_cuda_split_tokens(dl_dtype dt, void *cls, void *patches, const void *x, int n, int np,
+                                     int registers, int d, cudaStream_t s) {
+  const size_t total = (size_t)n * (1 + registers + np) * d;
+  DL_DISPATCH(dt, split_tokens_kernel<T><<<capped_blocks(total), THREADS, 0, s>>>((T *)cls, (T *)patches,
+                                                                                    (const T *)x, n, np, registers,
+                                                                                    d));
   cudaCheckLaunch();
 }
 

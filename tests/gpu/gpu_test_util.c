@@ -38,6 +38,9 @@ void *dl_gpu_alloc(size_t n, dl_dtype dt) {
   void *d;
   cudaCheck(cudaMalloc(&d, n * dl_dtype_size(dt) + 16));
   cudaCheck(cudaMemset(d, 0, n * dl_dtype_size(dt) + 16));
+  // The memset runs on the legacy stream, which the ops' non-blocking
+  // streams do not wait for.
+  cudaCheck(cudaDeviceSynchronize());
   return d;
 }
 

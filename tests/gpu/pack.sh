@@ -1,24 +1,31 @@
 #!/usr/bin/env bash
 # Builds the GPU check binaries here (release build with CUDA) and gathers
 # what a GPU machine needs into one folder (default build/gpu-check):
-#   bin/   test_cuda_ops, test_cuda_vit, test_cuda_vit_train, bench_gpu_teacher
+#   bin/   test_cuda_ops, test_cuda_vit, test_cuda_vit_train, test_cuda_heads,
+#          test_cuda_train_steps,
+#          bench_gpu_teacher, bench_gpu_train
 #   lib/   the non-system shared libraries they load (OpenBLAS and its
 #          Fortran runtime, OpenMP), from ldd; never the CUDA libraries,
 #          which come from the GPU machine's PyTorch wheels (see README.md)
-#   ref/   the reference vectors; bench/, tools/: the PyTorch baseline
+#   ref/   the reference vectors; bench/, tools/: the benchmark scripts and
+#          the PyTorch baselines with the model definitions they share
 #   check.sh
 # usage: tests/gpu/pack.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-build/gpu-check}
 scripts/build -DDISTILL_CUDA=ON >/dev/null
-cmake --build build --target test_cuda_ops test_cuda_vit test_cuda_vit_train bench_gpu_teacher >/dev/null
+progs="test_cuda_ops test_cuda_vit test_cuda_vit_train test_cuda_heads test_cuda_train_steps"
+benches="bench_gpu_teacher bench_gpu_train"
+# shellcheck disable=SC2086
+cmake --build build --target $progs $benches >/dev/null
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/lib" "$out/ref" "$out/bench/gpu" "$out/tools"
-cp build/tests/gpu/test_cuda_ops build/tests/gpu/test_cuda_vit build/tests/gpu/test_cuda_vit_train \
-  build/bench/gpu/bench_gpu_teacher "$out/bin/"
+for p in $progs; do cp "build/tests/gpu/$p" "$out/bin/"; done
+for b in $benches; do cp "build/bench/gpu/$b" "$out/bin/"; done
 cp -r tests/ref/dinov2 "$out/ref/"
-cp bench/gpu/torch_teacher.py bench/gpu/teacher.sh "$out/bench/gpu/"
+cp bench/gpu/teacher.sh bench/gpu/train.sh bench/gpu/torch_teacher.py bench/gpu/torch_train_gpu.py "$out/bench/gpu/"
+cp bench/torch_train.py "$out/bench/"
 cp tools/dinov2_torch.py "$out/tools/"
 cp tests/gpu/check.sh "$out/"
 # glibc, the C++ runtime and the CUDA/NCCL/cuDNN libraries are the GPU

@@ -14,6 +14,7 @@
 #include "model/cuda/adamw_segments.h"
 #include "model/cuda/gemm_plan.h"
 #include "model/cuda/rendezvous.h"
+#include "model/cuda/train_flops.h"
 #include "model/cuda/vit_cuda_layout.h"
 #include "model/optim.h"
 #include "tests/harness.h"
@@ -240,8 +241,41 @@ static void check_flops(void) {
         got / 1e9, want / 1e9);
 }
 
+// One ViT-S/14 forward at r px counted by hand: patch embedding, 12 blocks of
+// qkv 384x1152, proj 384x384, fc1 384x1536, fc2 1536x384 and attention.
+static double vits14_forward_by_hand(int r) {
+  const double np = (r / 14) * (r / 14), t = np + 1;
+  return 2 * np * 588.0 * 384 + 12 * (2 * t * (384.0 * 1152 + 384.0 * 384 + 384.0 * 1536 + 1536.0 * 384) +
+                                      4 * t * t * 384);
+}
+
+// The student training step of bench/run gpu-train-vits14, per image: 2 x 224
+// + 8 x 98 crops, DINO/iBOT heads 384 -> 2048 -> 2048 -> 256 -> 65536, the
+// teacher's last layers (bottleneck 256) on 2 CLS and 512 patch rows; the
+// features kind with adaptors 384 -> 1536 -> 1536.
+static void check_train_flops(void) {
+  const dl_vit_config s = {.patch = 14, .dim = 384, .depth = 12, .heads = 6, .ffn_hidden = 1536,
+                           .registers = 0, .pos_grid = 16, .ffn = DL_FFN_MLP, .interp = DL_INTERP_LEGACY};
+  const dl_head_config h = {.in_dim = 384, .hidden_dim = 2048, .out_dim = 256, .nlayers = 3, .prototypes = 65536};
+  dl_train_config c = {.mode = DL_TRAIN_PROTOTYPES, .batch = 32, .global_crops = 2, .local_crops = 8,
+                       .global_size = 224, .local_size = 98, .dino_head = h, .ibot_head = h, .teacher_dim = 1536};
+  const double backbone = 2 * vits14_forward_by_hand(224) + 8 * vits14_forward_by_hand(98);
+  const double head = 2 * (384.0 * 2048 + 2048.0 * 2048 + 2048.0 * 256) + 2 * 256.0 * 65536;
+  const double want = 3 * (backbone + 10 * head + 512 * head) + 2 * 256.0 * 65536 * (2 + 512);
+  double got = dl_train_step_flops(&s, &c, 256);
+  CHECK(fabs(got - want) <= 1e-9 * want, "ViT-S/14 prototypes training step: %.1f GFLOP per image (hand count %.1f)",
+        got / 1e9, want / 1e9);
+  c.mode = DL_TRAIN_FEATURES;
+  const double adaptor = 2 * (384.0 * 1536 + 1536.0 * 1536);
+  const double want_f = 3 * (backbone + 10 * adaptor + 512 * adaptor);
+  got = dl_train_step_flops(&s, &c, 256);
+  CHECK(fabs(got - want_f) <= 1e-9 * want_f, "ViT-S/14 features training step: %.1f GFLOP per image (hand count %.1f)",
+        got / 1e9, want_f / 1e9);
+}
+
 int main(void) {
   check_flops();
+  check_train_flops();
   check_gemm_plans(7, 5, 3);
   check_gemm_plans(33, 64, 17);
   check_gemm_plans(1, 9, 12);

@@ -1,0 +1,424 @@
+#include "model/cuda/train_step_cuda.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "model/cuda/cuda_check.h"
+#include "model/cuda/device_arena.h"
+
+// Slots of t->losses, in the order of dl_cuda_trainer.loss_off.
+enum { LOSS_DINO, LOSS_IBOT, LOSS_KOLEO, LOSS_FEAT_CLS, LOSS_FEAT_COS, LOSS_FEAT_L1, LOSS_NORMS, LOSS_SLOTS };
+
+// Storage conversions that are no-ops (the same buffer) in float32 mode.
+static void to_float(dl_cuda_trainer *t, float *dst, const void *src, size_t n) {
+  if ((const void *)dst != src) dl_cuda_convert(dst, DL_DTYPE_F32, src, t->dtype, n, t->vit.stream);
+}
+static void to_dtype(dl_cuda_trainer *t, void *dst, const float *src, size_t n) {
+  if (dst != (const void *)src) dl_cuda_convert(dst, t->dtype, src, DL_DTYPE_F32, n, t->vit.stream);
+}
+
+// ---- optimizer state ----
+
+static size_t padded(size_t n) { return (n + 63) & ~(size_t)63; }  // 256-byte module starts
+
+// grads of the three modules back to back (one all-reduce), then m, v, ema,
+// and in bf16 mode the backbone's float32 master (the heads own theirs).
+static void modules_init(dl_cuda_trainer *t) {
+  const dl_vit_layout *layouts[3] = {&t->host_student->layout, &t->host_heads[0].layout, &t->host_heads[1].layout};
+  size_t sum = 0, start[3];
+  for (int k = 0; k < 3; k++) start[k] = sum, sum += padded(layouts[k]->total);
+  const bool f32 = t->dtype == DL_DTYPE_F32;
+  const size_t floats = 4 * sum + (f32 ? 0 : padded(layouts[0]->total));
+  cudaStream_t s = t->vit.stream;  // every copy on the model's stream: it does not wait for the legacy one
+  cudaCheck(cudaMalloc((void **)&t->state, floats * sizeof(float)));
+  cudaCheck(cudaMemsetAsync(t->state, 0, floats * sizeof(float), s));
+  t->grads_total = sum;
+  for (int k = 0; k < 3; k++) {
+    dl_cuda_optim_module *m = &t->mods[k];
+    m->total = layouts[k]->total;
+    m->grads = t->state + start[k];
+    m->m = t->state + sum + start[k];
+    m->v = t->state + 2 * sum + start[k];
+    m->ema = t->state + 3 * sum + start[k];
+    if (k == 0) {
+      m->master = f32 ? (float *)t->vit.params : t->state + 4 * sum;
+      m->compute_copy = f32 ? NULL : t->vit.params;
+      if (!f32)
+        cudaCheck(cudaMemcpyAsync(m->master, t->host_student->params, m->total * sizeof(float),
+                                  cudaMemcpyHostToDevice, s));
+    } else {
+      m->master = t->heads[k - 1].master;
+      m->compute_copy = f32 ? NULL : t->heads[k - 1].params;
+    }
+    cudaCheck(cudaMemcpyAsync(m->ema, m->master, m->total * sizeof(float), cudaMemcpyDeviceToDevice, s));
+    m->host.layout = layouts[k];
+    m->host.groups = dl_calloc((size_t)layouts[k]->count, sizeof *m->host.groups);
+    dl_param_groups_init(m->host.groups, layouts[k], t->host_student->cfg.depth, &t->cfg.adamw);
+    m->segs_host = dl_calloc((size_t)layouts[k]->count, sizeof *m->segs_host);
+    cudaCheck(cudaMalloc((void **)&m->segs, (size_t)layouts[k]->count * sizeof *m->segs));
+  }
+  // Distillation masks no patch, so mask_token gets no gradient.
+  t->mods[0].host.groups[dl_vit_global_index(DL_P_MASK)].frozen = true;
+  cudaCheck(cudaStreamSynchronize(s));
+}
+
+static void adamw(dl_cuda_trainer *t, int k, double lr, double wd, double last_lr) {
+  dl_cuda_optim_module *m = &t->mods[k];
+  const dl_adamw_config *a = &t->cfg.adamw;
+  const int count = m->host.layout->count;
+  float bc2;
+  dl_adamw_segments_fill(m->segs_host, &m->host, a, t->step + 1, lr, wd, last_lr, &bc2);
+  // segs_host is not touched again before the step's final synchronization.
+  cudaCheck(cudaMemcpyAsync(m->segs, m->segs_host, (size_t)count * sizeof *m->segs, cudaMemcpyHostToDevice,
+                            t->vit.stream));
+  dl_cuda_adamw(m->master, m->m, m->v, m->grads, m->segs, count, m->total, a->beta1, a->beta2, a->eps, bc2,
+                m->compute_copy, t->vit.stream);
+}
+
+// ---- the step's buffers ----
+
+static size_t carve_step(dl_cuda_trainer *t, unsigned char *base) {
+  dl_device_arena a = {base, 0};
+  const dl_train_config *c = &t->cfg;
+  const bool f32 = t->dtype == DL_DTYPE_F32, proto = c->mode == DL_TRAIN_PROTOTYPES;
+  const size_t e = dl_dtype_size(t->dtype), f = sizeof(float), D = (size_t)t->host_student->cfg.dim;
+  const size_t G = (size_t)c->global_crops, L = (size_t)c->local_crops, B = (size_t)c->batch;
+  const size_t rows_cls = (G + L) * B, rows_patch = G * B * (size_t)t->patches;
+  const size_t K0 = (size_t)dl_head_out_dim(&t->host_heads[0], DL_HEAD_FULL);
+  const size_t K1 = (size_t)dl_head_out_dim(&t->host_heads[1], DL_HEAD_FULL), kmax = K0 > K1 ? K0 : K1;
+  const size_t W0 = (size_t)t->width[0], W1 = (size_t)t->width[1];
+#define TAKE_F(n) ((float *)dl_arena_take(&a, (n) * f))
+#define TAKE_DT(n) dl_arena_take(&a, (n) * e)
+  t->cls_all = TAKE_DT(rows_cls * D);
+  t->patch_g = TAKE_DT(rows_patch * D);
+  t->cls_f = f32 ? t->cls_all : TAKE_F(G * B * D);
+  t->d_cls_all = TAKE_F(rows_cls * D);
+  t->d_patch_g = TAKE_F(rows_patch * D);
+  t->d_cls_dt = f32 ? (void *)t->d_cls_all : TAKE_DT(rows_cls * D);
+  t->d_patch_dt = f32 ? (void *)t->d_patch_g : TAKE_DT(rows_patch * D);
+  t->out_cls = TAKE_DT(rows_cls * K0);
+  t->out_patch = TAKE_DT(rows_patch * K1);
+  t->out_cls_f = f32 ? t->out_cls : TAKE_F(rows_cls * K0);
+  t->out_patch_f = f32 ? t->out_patch : TAKE_F(rows_patch * K1);
+  t->d_out_cls = TAKE_F(rows_cls * K0);
+  t->d_out_patch = TAKE_F(rows_patch * K1);
+  t->d_out_cls_dt = f32 ? (void *)t->d_out_cls : TAKE_DT(rows_cls * K0);
+  t->d_out_patch_dt = f32 ? (void *)t->d_out_patch : TAKE_DT(rows_patch * K1);
+  t->t_in_cls = TAKE_F(G * B * W0);
+  t->t_in_patch = TAKE_F(rows_patch * W1);
+  t->t_in_cls_dt = f32 || !proto ? (void *)t->t_in_cls : TAKE_DT(G * B * W0);
+  t->t_in_patch_dt = f32 || !proto ? (void *)t->t_in_patch : TAKE_DT(rows_patch * W1);
+  t->t_cls = proto ? TAKE_F(G * B * K0) : NULL;
+  t->t_patch = proto ? TAKE_F(rows_patch * K1) : NULL;
+  t->center[0] = TAKE_F(K0);
+  t->center[1] = TAKE_F(K1);
+  t->prev_center = TAKE_F(kmax);
+  t->scratch = TAKE_F(kmax + 8);  // Sinkhorn-Knopp: k + 4; centering: k + 1
+  t->ibot_w = TAKE_F(rows_patch);
+  t->koleo_grad = TAKE_F(B * D);
+  t->koleo_scratch = TAKE_F(dl_cuda_koleo_scratch_floats((int)B, (int)D));
+  t->norm_scratch = dl_arena_take(&a, sizeof(double));
+  const size_t n[LOSS_SLOTS] = {(size_t)dl_dino_pairs((int)(G + L), (int)G, true) * B, rows_patch, G,
+                                (G + L * G) * B, rows_patch, rows_patch, 3};
+  t->loss_total = 0;
+  for (int i = 0; i < LOSS_SLOTS; i++) t->loss_off[i] = t->loss_total, t->loss_n[i] = n[i], t->loss_total += n[i];
+  t->losses = TAKE_F(t->loss_total);
+#undef TAKE_F
+#undef TAKE_DT
+  return a.off;
+}
+
+static void step_buffers_init(dl_cuda_trainer *t) {
+  const size_t bytes = carve_step(t, NULL);
+  cudaStream_t s = t->vit.stream;
+  cudaCheck(cudaMalloc(&t->step_mem, bytes));
+  cudaCheck(cudaMemsetAsync(t->step_mem, 0, bytes, s));  // centers and unused loss slots start at 0
+  carve_step(t, t->step_mem);
+  const int GB = t->cfg.global_crops * t->cfg.batch, rows_patch = GB * t->patches;
+  float *w = dl_malloc((size_t)rows_patch * sizeof(float));
+  dl_ibot_weights(w, NULL, GB, t->patches);
+  cudaCheck(cudaMemcpyAsync(t->ibot_w, w, (size_t)rows_patch * sizeof(float), cudaMemcpyHostToDevice, s));
+  cudaCheck(cudaStreamSynchronize(s));  // before w is freed
+  free(w);
+  t->losses_host = dl_malloc(t->loss_total * sizeof(float));
+}
+
+int dl_cuda_trainer_init(dl_cuda_trainer *t, const dl_vit *student, const dl_train_config *cfg,
+                         const dl_head *teacher_dino, const dl_head *teacher_ibot, unsigned long long seed,
+                         dl_dtype dtype, const dl_cuda_data_parallel *dp, dl_err *err) {
+  memset(t, 0, sizeof *t);
+  if (dl_train_config_check(student, cfg, teacher_dino, teacher_ibot, err)) return -1;
+  if (student->cfg.dim / student->cfg.heads != DL_CUDA_ATTN_HEAD_DIM)
+    return dl_fail(err, "training: the CUDA attention needs head dimension %d, the student has %d",
+                   DL_CUDA_ATTN_HEAD_DIM, student->cfg.dim / student->cfg.heads);
+  if (cfg->batch > 1024) return dl_fail(err, "training: the CUDA KoLeo takes at most 1024 images per rank");
+  t->cfg = *cfg;
+  t->dtype = dtype;
+  t->dp = dp ? *dp : (dl_cuda_data_parallel){.world = 1};
+  t->host_student = student;
+  const int g = cfg->global_size / student->cfg.patch;
+  t->patches = g * g;
+  dl_trainer_heads_init(t->host_heads, student, cfg, seed);
+  dl_cuda_vit_init(&t->vit, student, dtype);
+  for (int k = 0; k < 2; k++) dl_cuda_head_init(&t->heads[k], &t->host_heads[k], dtype, &t->vit.blas, t->vit.stream);
+  if (cfg->mode == DL_TRAIN_PROTOTYPES) {
+    const dl_head *teacher[2] = {teacher_dino, teacher_ibot};
+    for (int k = 0; k < 2; k++) {
+      dl_cuda_head_init(&t->teacher_last[k], teacher[k], dtype, &t->vit.blas, t->vit.stream);
+      t->width[k] = teacher[k]->cfg.out_dim;
+    }
+  } else {
+    t->width[0] = t->width[1] = cfg->teacher_dim;
+  }
+  modules_init(t);
+  step_buffers_init(t);
+  return 0;
+}
+
+void dl_cuda_trainer_free(dl_cuda_trainer *t) {
+  for (int k = 0; k < 3; k++) {
+    dl_cuda_optim_module *m = &t->mods[k];
+    if (m->segs) cudaCheck(cudaFree(m->segs));
+    free(m->segs_host);
+    free(m->host.groups);
+  }
+  for (int k = 0; k < 2; k++) {
+    dl_cuda_head_ws_free(&t->head_ws[k]);
+    dl_cuda_head_ws_free(&t->teacher_ws[k]);
+    dl_cuda_head_free(&t->heads[k]);
+    if (t->teacher_last[k].master) dl_cuda_head_free(&t->teacher_last[k]);
+    dl_head_free(&t->host_heads[k]);
+  }
+  dl_cuda_vit_train_ws_free(&t->ws_global);
+  dl_cuda_vit_train_ws_free(&t->ws_local);
+  if (t->state) cudaCheck(cudaFree(t->state));
+  if (t->step_mem) cudaCheck(cudaFree(t->step_mem));
+  dl_cuda_vit_free(&t->vit);
+  free(t->losses_host);
+  memset(t, 0, sizeof *t);
+}
+
+// ---- the step, as model/train_step.c ----
+
+static int student_forward(dl_cuda_trainer *t, const dl_train_batch *b, dl_err *err) {
+  const dl_train_config *c = &t->cfg;
+  const int D = t->host_student->cfg.dim, R = t->host_student->cfg.registers;
+  const int GB = c->global_crops * c->batch, LB = c->local_crops * c->batch;
+  cudaStream_t s = t->vit.stream;
+  if (dl_cuda_vit_forward_train_device(&t->vit, b->global_images, GB, c->global_size, c->global_size, NULL,
+                                       &t->ws_global, err))
+    return -1;
+  dl_cuda_split_tokens(t->dtype, t->cls_all, t->patch_g, t->ws_global.lnf, GB, t->ws_global.np, R, D, s);
+  if (LB == 0) return 0;
+  if (dl_cuda_vit_forward_train_device(&t->vit, b->local_images, LB, c->local_size, c->local_size, NULL,
+                                       &t->ws_local, err))
+    return -1;
+  void *cls_local = (unsigned char *)t->cls_all + (size_t)GB * D * dl_dtype_size(t->dtype);
+  dl_cuda_split_tokens(t->dtype, cls_local, NULL, t->ws_local.lnf, LB, t->ws_local.np, R, D, s);
+  return 0;
+}
+
+static void upload_targets(dl_cuda_trainer *t, const dl_train_batch *b) {
+  const size_t GB = (size_t)t->cfg.global_crops * t->cfg.batch, rows_patch = GB * t->patches;
+  cudaStream_t s = t->vit.stream;
+  cudaCheck(cudaMemcpyAsync(t->t_in_cls, b->teacher_cls, GB * t->width[0] * sizeof(float), cudaMemcpyHostToDevice,
+                            s));
+  cudaCheck(cudaMemcpyAsync(t->t_in_patch, b->teacher_patch, rows_patch * t->width[1] * sizeof(float),
+                            cudaMemcpyHostToDevice, s));
+}
+
+// Teacher logits (its frozen last layer on its bottlenecks) -> targets in out.
+static void teacher_targets(dl_cuda_trainer *t, int k, const void *bottleneck, float *out, int rows, float temp) {
+  dl_cuda_head *h = &t->teacher_last[k];
+  const int K = h->cfg.prototypes;
+  cudaStream_t s = t->vit.stream;
+  // The dtype logits use the loss-gradient buffer, free until the losses.
+  void *logits = t->dtype == DL_DTYPE_F32 ? (void *)out : k == 0 ? t->d_out_cls_dt : t->d_out_patch_dt;
+  dl_cuda_head_forward(h, DL_HEAD_LAST_LAYER, bottleneck, rows, logits, &t->teacher_ws[k]);
+  to_float(t, out, logits, (size_t)rows * K);
+  if (t->cfg.sinkhorn) {
+    dl_cuda_sinkhorn_knopp(out, out, rows, K, temp, t->cfg.sk_iters, &t->dp.reduce, t->scratch, s);
+    return;
+  }
+  // Softmax with the current center, then the center moves towards this batch.
+  cudaCheck(cudaMemcpyAsync(t->prev_center, t->center[k], (size_t)K * sizeof(float), cudaMemcpyDeviceToDevice, s));
+  dl_cuda_center_update(t->center[k], out, rows, K, t->cfg.center_momentum, &t->dp.reduce, t->scratch, s);
+  dl_cuda_softmax_center(out, out, t->prev_center, rows, K, temp, s);
+}
+
+// The heads' backward from the float32 loss gradients into the backbone
+// outputs' float32 gradients.
+static void heads_backward(dl_cuda_trainer *t, int rows_cls, int rows_patch, size_t K0, size_t K1) {
+  const size_t D = (size_t)t->host_student->cfg.dim;
+  to_dtype(t, t->d_out_cls_dt, t->d_out_cls, rows_cls * K0);
+  to_dtype(t, t->d_out_patch_dt, t->d_out_patch, rows_patch * K1);
+  dl_cuda_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls_dt, t->mods[1].grads, t->d_cls_dt);
+  dl_cuda_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch_dt, t->mods[2].grads, t->d_patch_dt);
+  to_float(t, t->d_cls_all, t->d_cls_dt, rows_cls * D);
+  to_float(t, t->d_patch_g, t->d_patch_dt, rows_patch * D);
+}
+
+static void heads_forward(dl_cuda_trainer *t, int rows_cls, int rows_patch, size_t K0, size_t K1) {
+  dl_cuda_head_forward(&t->heads[0], DL_HEAD_FULL, t->cls_all, rows_cls, t->out_cls, &t->head_ws[0]);
+  dl_cuda_head_forward(&t->heads[1], DL_HEAD_FULL, t->patch_g, rows_patch, t->out_patch, &t->head_ws[1]);
+  to_float(t, t->out_cls_f, t->out_cls, rows_cls * K0);
+  to_float(t, t->out_patch_f, t->out_patch, rows_patch * K1);
+}
+
+static void prototype_losses(dl_cuda_trainer *t, float temp) {
+  const dl_train_config *c = &t->cfg;
+  const int G = c->global_crops, L = c->local_crops, B = c->batch, D = t->host_student->cfg.dim;
+  const int rows_cls = (G + L) * B, rows_patch = G * B * t->patches;
+  const int K0 = t->heads[0].cfg.prototypes, K1 = t->heads[1].cfg.prototypes;
+  cudaStream_t s = t->vit.stream;
+  heads_forward(t, rows_cls, rows_patch, (size_t)K0, (size_t)K1);
+  to_dtype(t, t->t_in_cls_dt, t->t_in_cls, (size_t)G * B * t->width[0]);
+  to_dtype(t, t->t_in_patch_dt, t->t_in_patch, (size_t)rows_patch * t->width[1]);
+  teacher_targets(t, 0, t->t_in_cls_dt, t->t_cls, G * B, temp);
+  teacher_targets(t, 1, t->t_in_patch_dt, t->t_patch, rows_patch, temp);
+  const int pairs = dl_dino_pairs(G + L, G, true);
+  dl_cuda_dino_loss(t->losses + t->loss_off[LOSS_DINO], t->d_out_cls, t->out_cls_f, t->t_cls, G + L, G, B, K0,
+                    c->student_temp, 1, c->weights.dino / pairs, s);
+  // Rows weighted 1 / patches per crop; the mean over crops (and the
+  // weight) go into the gradient here and into the sum in the report.
+  dl_cuda_cross_entropy_rows(t->losses + t->loss_off[LOSS_IBOT], t->d_out_patch, t->out_patch_f, t->t_patch,
+                             t->ibot_w, rows_patch, K1, c->student_temp, c->weights.ibot / (float)(G * B), 0, s);
+  heads_backward(t, rows_cls, rows_patch, (size_t)K0, (size_t)K1);
+  // KoLeo on each global crop's backbone CLS (in float32), summed over the crops.
+  if (c->weights.koleo == 0.0f) return;
+  to_float(t, t->cls_f, t->cls_all, (size_t)G * B * D);
+  for (int g = 0; g < G; g++) {
+    dl_cuda_koleo(t->losses + t->loss_off[LOSS_KOLEO] + g, t->koleo_grad, t->cls_f + (size_t)g * B * D, B, D,
+                  c->weights.koleo, t->koleo_scratch, s);
+    dl_cuda_add(DL_DTYPE_F32, t->d_cls_all + (size_t)g * B * D, t->koleo_grad, (size_t)B * D, s);
+  }
+}
+
+static void feature_losses(dl_cuda_trainer *t) {
+  const dl_train_config *c = &t->cfg;
+  const int G = c->global_crops, L = c->local_crops, B = c->batch, Dt = c->teacher_dim;
+  const int rows_cls = (G + L) * B, rows_patch = G * B * t->patches;
+  cudaStream_t s = t->vit.stream;
+  heads_forward(t, rows_cls, rows_patch, (size_t)Dt, (size_t)Dt);
+  // CLS: each global crop to the teacher's same crop, each local crop to
+  // every teacher global crop; the mean over those pairs.
+  const int pairs = G + L * G;
+  cudaCheck(cudaMemsetAsync(t->d_out_cls, 0, (size_t)rows_cls * Dt * sizeof(float), s));
+  int pair = 0;
+  for (int sc = 0; sc < G + L; sc++)
+    for (int g = 0; g < G; g++) {
+      if (sc < G && sc != g) continue;
+      const size_t so = (size_t)sc * B * Dt, to = (size_t)g * B * Dt;
+      dl_cuda_cosine_loss_rows(t->losses + t->loss_off[LOSS_FEAT_CLS] + (size_t)pair * B, t->d_out_cls + so,
+                               t->out_cls_f + so, t->t_in_cls + to, B, Dt, c->weights.feat_cls / pairs, 1, s);
+      pair++;
+    }
+  dl_cuda_cosine_loss_rows(t->losses + t->loss_off[LOSS_FEAT_COS], t->d_out_patch, t->out_patch_f, t->t_in_patch,
+                           rows_patch, Dt, c->weights.feat_cos, 0, s);
+  dl_cuda_smooth_l1_rows(t->losses + t->loss_off[LOSS_FEAT_L1], t->d_out_patch, t->out_patch_f, t->t_in_patch,
+                         rows_patch, Dt, 1.0f, c->weights.feat_l1, 1, s);
+  heads_backward(t, rows_cls, rows_patch, (size_t)Dt, (size_t)Dt);
+}
+
+static double slot_sum(const dl_cuda_trainer *t, int slot) {
+  double acc = 0.0;
+  for (size_t i = 0; i < t->loss_n[slot]; i++) acc += t->losses_host[t->loss_off[slot] + i];
+  return acc;
+}
+
+static void fill_report(const dl_cuda_trainer *t, dl_step_report *r) {
+  const dl_train_config *c = &t->cfg;
+  r->dino = (float)slot_sum(t, LOSS_DINO);
+  r->ibot = (float)(slot_sum(t, LOSS_IBOT) * c->weights.ibot / (c->global_crops * c->batch));
+  r->koleo = (float)slot_sum(t, LOSS_KOLEO);
+  r->feat_cls = (float)slot_sum(t, LOSS_FEAT_CLS);
+  r->feat_cos = (float)slot_sum(t, LOSS_FEAT_COS);
+  r->feat_l1 = (float)slot_sum(t, LOSS_FEAT_L1);
+  r->total = r->dino + r->ibot + r->koleo + r->feat_cls + r->feat_cos + r->feat_l1;
+  for (int k = 0; k < 3; k++) r->grad_norm[k] = c->adamw.clip > 0.0f ? t->losses_host[t->loss_off[LOSS_NORMS] + k] : 0.0;
+}
+
+int dl_cuda_trainer_step(dl_cuda_trainer *t, const dl_train_batch *batch, dl_step_report *r, dl_err *err) {
+  const dl_train_config *c = &t->cfg;
+  cudaStream_t s = t->vit.stream;
+  memset(r, 0, sizeof *r);
+  dl_trainer_schedules_at(&c->sched, t->step, r);
+  upload_targets(t, batch);
+  if (student_forward(t, batch, err)) return -1;
+  cudaCheck(cudaMemsetAsync(t->mods[0].grads, 0, t->grads_total * sizeof(float), s));
+  if (c->mode == DL_TRAIN_PROTOTYPES) prototype_losses(t, (float)r->teacher_temp);
+  else feature_losses(t);
+  // Data parallel: every rank's loss is a mean over its own images, so the
+  // group's gradient is the mean of the ranks' gradients (before clipping,
+  // as DDP/FSDP average before clip_grad_norm_). The heads' gradients are
+  // final now: their average runs while the backbone's backward pass does.
+  const bool group = t->dp.world > 1 && t->dp.grads_start;
+  float *g0 = t->mods[0].grads, *g1 = t->mods[1].grads;
+  if (group) t->dp.grads_start(t->dp.ctx, g1, t->grads_total - (size_t)(g1 - g0), s);
+  const int D = t->host_student->cfg.dim, GB = c->global_crops * c->batch;
+  dl_cuda_vit_backward(&t->vit, &t->ws_global, t->d_cls_all, NULL, t->d_patch_g, g0);
+  if (c->local_crops)
+    dl_cuda_vit_backward(&t->vit, &t->ws_local, t->d_cls_all + (size_t)GB * D, NULL, NULL, g0);
+  if (group) {
+    t->dp.grads_start(t->dp.ctx, g0, (size_t)(g1 - g0), s);
+    t->dp.grads_finish(t->dp.ctx, s);
+  }
+  const double last_lr = dl_schedule_at(&c->sched.last_layer_lr, t->step);
+  float *norms = t->losses + t->loss_off[LOSS_NORMS];
+  for (int k = 0; k < 3; k++) {
+    dl_cuda_optim_module *m = &t->mods[k];
+    if (c->adamw.clip > 0.0f) dl_cuda_clip_grad_norm(m->grads, m->total, c->adamw.clip, norms + k, t->norm_scratch, s);
+    adamw(t, k, r->lr, r->wd, last_lr);
+    dl_cuda_ema(m->ema, m->master, m->total, (float)r->momentum, s);
+  }
+  cudaCheck(cudaMemcpyAsync(t->losses_host, t->losses, t->loss_total * sizeof(float), cudaMemcpyDeviceToHost, s));
+  cudaCheck(cudaStreamSynchronize(s));
+  fill_report(t, r);
+  t->step++;
+  return 0;
+}
+
+// Module k's float32 state, device and host side, in one order.
+static void state_buffers(const dl_cuda_trainer *t, const dl_optim_module *h, int k, float *dev[4], float *host[4]) {
+  const dl_cuda_optim_module *m = &t->mods[k];
+  DL_ASSERT(h->layout->total == m->total);
+  dev[0] = m->master, dev[1] = m->m, dev[2] = m->v, dev[3] = m->ema;
+  host[0] = h->params, host[1] = h->m, host[2] = h->v, host[3] = h->ema;
+}
+
+static size_t center_floats(const dl_cuda_trainer *t, int k) {
+  return (size_t)dl_head_out_dim(&t->host_heads[k], DL_HEAD_FULL);
+}
+
+void dl_cuda_trainer_upload(dl_cuda_trainer *t, const dl_trainer *host) {
+  cudaStream_t s = t->vit.stream;
+  for (int k = 0; k < 3; k++) {
+    float *dev[4], *src[4];
+    state_buffers(t, &host->mods[k], k, dev, src);
+    for (int i = 0; i < 4; i++)
+      cudaCheck(cudaMemcpyAsync(dev[i], src[i], t->mods[k].total * sizeof(float), cudaMemcpyHostToDevice, s));
+    if (t->mods[k].compute_copy)
+      dl_cuda_convert(t->mods[k].compute_copy, t->dtype, t->mods[k].master, DL_DTYPE_F32, t->mods[k].total, s);
+  }
+  for (int k = 0; k < 2; k++)
+    cudaCheck(cudaMemcpyAsync(t->center[k], host->center[k], center_floats(t, k) * sizeof(float),
+                              cudaMemcpyHostToDevice, s));
+  t->step = host->step;
+  cudaCheck(cudaStreamSynchronize(s));
+}
+
+void dl_cuda_trainer_download(const dl_cuda_trainer *t, dl_trainer *host) {
+  cudaStream_t s = t->vit.stream;
+  for (int k = 0; k < 3; k++) {
+    float *dev[4], *dst[4];
+    state_buffers(t, &host->mods[k], k, dev, dst);
+    for (int i = 0; i < 4; i++)
+      cudaCheck(cudaMemcpyAsync(dst[i], dev[i], t->mods[k].total * sizeof(float), cudaMemcpyDeviceToHost, s));
+  }
+  for (int k = 0; k < 2; k++)
+    cudaCheck(cudaMemcpyAsync(host->center[k], t->center[k], center_floats(t, k) * sizeof(float),
+                              cudaMemcpyDeviceToHost, s));
+  host->step = t->step;
+  cudaCheck(cudaStreamSynchronize(s));
+}
