@@ -33,8 +33,8 @@ py=${DISTILL_TORCH_PYTHON:-python3}
 log=$(mktemp -d)
 
 # name:seconds of every step, in running order.
-parity_steps="ops:70 vit:40 vit_train:30 heads:15 train_steps:40"
-bench_steps="gpu-teacher-224:55 gpu-teacher-518:35 gpu-train-vits14:50 gpu-train-vitb14:55 gpu-train-vitl14:75"
+parity_steps="ops:65 vit:40 vit_train:30 heads:15 train_steps:40"
+bench_steps="gpu-teacher-224:55 gpu-teacher-518:45 gpu-train-vits14:45 gpu-train-vitb14:55 gpu-train-vitl14:75"
 steps=$parity_steps
 [ "${CHECK_SKIP_BENCH:-0}" = 1 ] || steps="$steps $bench_steps"
 if [ -n "${CHECK_STEPS:-}" ]; then

@@ -10,6 +10,7 @@
 #   ref/   the reference vectors; bench/, tools/: the benchmark scripts and
 #          the PyTorch baselines with the model definitions they share
 #   check.sh
+# and the same folder as OUT_DIR.tar.gz, the thing to carry to a GPU machine.
 # usage: tests/gpu/pack.sh [OUT_DIR]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -36,4 +37,7 @@ for b in "$out"/bin/*; do
 done | sort -u | while read -r name path; do
   grep -Eq "$skip" <<<"$name" || cp -L "$path" "$out/lib/$name"
 done
-echo "packed $(du -sh "$out" | cut -f1) into $out: $(ls "$out/lib" | tr '\n' ' ')"
+# The folder with the repository is over the device tool's 64 MiB for what
+# travels; the tarball (about 26 MB) is what to carry.
+tar -C "$(dirname "$out")" -czf "$out.tar.gz" "$(basename "$out")"
+echo "packed $(du -sh "$out" | cut -f1) into $out ($(du -sh "$out.tar.gz" | cut -f1) as $out.tar.gz): $(ls "$out/lib" | tr '\n' ' ')"
