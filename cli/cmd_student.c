@@ -10,6 +10,9 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#ifdef DISTILL_HAVE_CUDA_BACKEND
+#include "cli/student_cuda.h"
+#endif
 #include "common/file_io.h"
 #include "teacher/model_io.h"
 #include "student/reduce.h"
@@ -40,9 +43,27 @@ static int export_initial_student(const dl_recipe *r, char *text, const char *pa
   return 0;
 }
 
+// --device: NULL for the CPU step, else the backend; bad input exits 2.
+static const dl_step_backend *step_backend(const char *device, int world) {
+  if (strcmp(device, "cpu") == 0) return NULL;
+  if (strcmp(device, "cuda") != 0) dl_die_input("student: --device %s: use cpu or cuda", device);
+#ifdef DISTILL_HAVE_CUDA_BACKEND
+  dl_err err;
+  if (dl_student_cuda_available(&err)) dl_die_input("student: --device cuda: %s", err.msg);
+  if (world > 1)
+    dl_die_input("student: --device cuda trains one rank per group for now (this group has %d): see docs/cuda.md",
+                 world);
+  return &dl_student_cuda_backend;
+#else
+  (void)world;
+  dl_die_input("student: --device cuda: this distill was built without the CUDA backend (configure with "
+               "-DDISTILL_CUDA=ON on a machine with the CUDA toolkit)");
+#endif
+}
+
 int cmd_student(int argc, char **argv) {
   const char *recipe_path = NULL, *teachers = NULL, *resume = NULL, *out = "out/student", *group = NULL;
-  const char *metrics_addr = "127.0.0.1", *export_init = NULL;
+  const char *metrics_addr = "127.0.0.1", *export_init = NULL, *device = "cpu";
   int rank = -1, world = -1, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0;
   bool quiet = false;
   const dl_flag flags[] = {
@@ -58,6 +79,8 @@ int cmd_student(int argc, char **argv) {
       {"heartbeat-ms", DL_FLAG_INT, &heartbeat_ms, "MS", "heartbeat interval (default 1000)"},
       {"dead-after-ms", DL_FLAG_INT, &dead_after_ms, "MS", "a silent teacher is dead after this (default 5000)"},
       {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no progress or event lines"},
+      {"device", DL_FLAG_STRING, &device, "cpu|cuda",
+       "where the steps run (default cpu); cuda: the CUDA step in bf16, one rank per group for now"},
       {"export-init", DL_FLAG_STRING, &export_init, "FILE",
        "write the recipe's student at its initialization (official names) and exit: the baseline for evaluations"},
   };
@@ -83,6 +106,7 @@ int cmd_student(int argc, char **argv) {
   world = ranks.world;
   if (metrics_port < 0 || metrics_port > 65535) dl_die_input("student: --metrics-port %d is not a TCP port", metrics_port);
   if (heartbeat_ms < 0 || dead_after_ms < 0) dl_die_input("student: --heartbeat-ms and --dead-after-ms must be positive");
+  const dl_step_backend *backend = step_backend(device, world);
 
   dl_recipe recipe;
   dl_mapped_file f;
@@ -118,7 +142,7 @@ int cmd_student(int argc, char **argv) {
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
-  dl_student_options o = {.recipe = &recipe, .recipe_text = text, .teachers = eps, .nteachers = n, .rank = rank,
+  dl_student_options o = {.backend = backend, .recipe = &recipe, .recipe_text = text, .teachers = eps, .nteachers = n, .rank = rank,
                           .world = world, .reduce = dl_group_reduce(&ranks), .resume = resume, .out_dir = out, .group = group ? group : basename(out_copy),
                           .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop};
   int rc = dl_student_run(&o, &err);

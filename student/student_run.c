@@ -27,6 +27,7 @@ typedef struct run_state {
   dl_vit vit;
   dl_trainer t;
   bool have_trainer;
+  void *backend;  // o->backend's state (NULL: the CPU steps)
   int global_size, blocks_per_rank;
   long phase_end;  // the step at which the current client and loader stop
   dl_student_client *client;
@@ -107,6 +108,7 @@ static int start_stream(run_state *s, dl_err *err) {
 
 static int write_checkpoint(run_state *s, dl_err *err) {
   if (s->o->rank != 0 || s->t.step == s->last_ckpt_step) return 0;
+  if (s->backend) s->o->backend->sync(s->backend, &s->t);
   dl_checkpoint_info info = {.step = s->t.step, .cursor = group_blocks(s, s->t.step), .vit = s->vit.cfg,
                              .global_size = s->global_size, .prototypes = s->r->train.prototypes};
   char path[DL_CKPT_PATH_MAX];
@@ -207,8 +209,21 @@ static int setup(run_state *s, dl_err *err) {
   return 0;
 }
 
+static void stop_backend(run_state *s) {
+  if (s->backend) s->o->backend->stop(s->backend);
+  s->backend = NULL;
+}
+
+static int start_backend(run_state *s, dl_err *err) {
+  if (!s->o->backend) return 0;
+  s->backend = s->o->backend->start(&s->t, err);
+  return s->backend ? 0 : -1;
+}
+
 static int switch_to_hires(run_state *s, dl_err *err) {
   stop_stream(s);
+  if (s->backend) s->o->backend->sync(s->backend, &s->t);
+  stop_backend(s);
   dl_vit vit;
   dl_trainer t;
   if (dl_hires_switch(&s->t, s->r->hires.size, &vit, &t, err)) return -1;
@@ -222,6 +237,7 @@ static int switch_to_hires(run_state *s, dl_err *err) {
   s->t.mods[0].layout = &s->vit.layout;
   for (int k = 0; k < 2; k++) s->t.mods[k + 1].layout = &s->t.heads[k].layout;
   s->global_size = s->r->hires.size;
+  if (start_backend(s, err)) return -1;
   char detail[64];
   snprintf(detail, sizeof detail, "global_size=%d pos_grid=%d", s->global_size, s->vit.cfg.pos_grid);
   dl_student_log_event(&s->log, "hires", s->t.step, detail);
@@ -304,7 +320,8 @@ static int train_step(run_state *s, dl_err *err) {
   }
   dl_step_report rep;
   const dl_train_batch b = dl_step_batch_view(&s->batch);
-  if (dl_trainer_step(&s->t, &b, &rep, err)) return -1;
+  if (s->backend ? s->o->backend->step(s->backend, &s->t, &b, &rep, err) : dl_trainer_step(&s->t, &b, &rep, err))
+    return -1;
   if (s->o->world > 1) {  // the group's losses: the mean of the ranks' means
     float terms[7] = {rep.total, rep.dino, rep.ibot, rep.koleo, rep.feat_cls, rep.feat_cos, rep.feat_l1};
     dl_reduce_all(&s->o->reduce, terms, 7, DL_REDUCE_SUM);
@@ -358,9 +375,12 @@ int dl_student_run(const dl_student_options *o, dl_err *err) {
   if (make_dir(o->out_dir, err) == 0 &&
       dl_student_log_open(&s.log, o->out_dir, o->rank, o->recipe->train.steps, 0, o->quiet || o->rank > 0, err) == 0 && setup(&s, err) == 0) {
     s.log.step_start = s.t.step;
-    status = train(&s, err) == 0 ? 0 : 1;
+    // A backend that cannot take this student (e.g. the CUDA attention's
+    // head dimension) is bad input, like a bad recipe.
+    status = start_backend(&s, err) == 0 ? (train(&s, err) == 0 ? 0 : 1) : 2;
   }
   stop_stream(&s);
+  stop_backend(&s);
   dl_step_batch_free(&s.batch);
   if (s.have_trainer) dl_trainer_free(&s.t), dl_vit_free(&s.vit);
   if (s.have_heads) dl_head_free(&s.teacher_heads[0]), dl_head_free(&s.teacher_heads[1]);

@@ -9,7 +9,21 @@
 #include <signal.h>
 
 #include "model/losses.h"
+#include "model/train_step.h"
 #include "recipe/recipe.h"
+
+// A step on other hardware than the CPU (the CUDA step: cli/student_cuda.c).
+// The host trainer stays the state of record: start builds the backend from
+// its state; step replaces dl_trainer_step and keeps host->step current;
+// sync brings the whole state back into the host trainer (before a
+// checkpoint or the high-resolution switch); stop frees the backend.
+typedef struct dl_step_backend {
+  const char *name;
+  void *(*start)(dl_trainer *host, dl_err *err);
+  int (*step)(void *ctx, dl_trainer *host, const dl_train_batch *batch, dl_step_report *report, dl_err *err);
+  void (*sync)(void *ctx, dl_trainer *host);
+  void (*stop)(void *ctx);
+} dl_step_backend;
 
 typedef struct dl_student_options {
   const dl_recipe *recipe;
@@ -26,6 +40,7 @@ typedef struct dl_student_options {
   const char *metrics_addr;       // its address (default 127.0.0.1)
   bool quiet;
   volatile sig_atomic_t *stop;    // set by SIGTERM/SIGINT: checkpoint and leave
+  const dl_step_backend *backend; // NULL: the CPU step
 } dl_student_options;
 
 // Returns 0 when training finished or stopped cleanly, 2 on bad input (the

@@ -215,10 +215,14 @@ typo)
   [ $rc = 2 ] || fail "exit $rc"
   [ "$(echo "$err" | wc -l)" = 1 ] || fail "more than one line"
   echo "$err" | grep -q "typo.yaml:$line: unknown key 'wramup' in section optim" && ok "exit 2, one line naming the key and line $line" || fail "message"
-  # Bad flags: one line, exit 2.
+  # Bad flags: one line, exit 2. --device cuda is one where no GPU is (a
+  # build without the CUDA backend, or no usable device).
+  cuda_case=()
+  command -v nvidia-smi >/dev/null || cuda_case=("--recipe $recipe --teachers tcp://127.0.0.1:1 --device cuda")
   for args in "--bogus 1" "--recipe $recipe" "--recipe $recipe --teachers tcp://127.0.0.1:1 --rank 3" \
               "--recipe $recipe --teachers tcp://127.0.0.1:1 --metrics-port 70000" \
-              "--recipe /nonexistent.yaml --teachers tcp://127.0.0.1:1"; do
+              "--recipe /nonexistent.yaml --teachers tcp://127.0.0.1:1" \
+              "--recipe $recipe --teachers tcp://127.0.0.1:1 --device tpu" "${cuda_case[@]}"; do
     # shellcheck disable=SC2086
     err=$("$distill" student $args --out "$work/typo" 2>&1) && rc=0 || rc=$?
     [ $rc = 2 ] && [ "$(echo "$err" | wc -l)" = 1 ] && ok "student $args: exit 2: $err" || fail "student $args: exit $rc: $err"
