@@ -93,15 +93,7 @@ int cmd_student(int argc, char **argv) {
   dl_unmap_file(&f);
   if (dl_recipe_parse(recipe_path, (const uint8_t *)text, strlen(text), &recipe, &err)) dl_die_input("%s", err.msg);
   if (!recipe.has_model || !recipe.has_train) dl_die_input("%s: a student recipe needs the model and train sections", recipe_path);
-  // train.teacher_heads is relative to the recipe's folder, so recipes travel with their files.
-  char *heads = recipe.train.teacher_heads, *rdir = strdup(recipe_path);
-  if (heads[0] && heads[0] != '/') {
-    char joined[sizeof recipe.train.teacher_heads];
-    if (snprintf(joined, sizeof joined, "%s/%s", dirname(rdir), heads) >= (int)sizeof joined)
-      dl_die_input("%s: train.teacher_heads: path too long", recipe_path);
-    memcpy(heads, joined, sizeof joined);
-  }
-  free(rdir);
+  if (dl_recipe_resolve_paths(&recipe, recipe_path, &err)) dl_die_input("%s", err.msg);
   if (export_init) return export_initial_student(&recipe, text, export_init);
 
   char *list = strdup(teachers), *save = NULL, *out_copy = strdup(out);
