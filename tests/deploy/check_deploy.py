@@ -353,15 +353,19 @@ def check_cpu_runtime_libs(name, ins, stage_of, final, distill):
     needed = re.findall(r"\(NEEDED\).*\[(.+)\]", subprocess.run(["readelf", "-d", distill], capture_output=True, text=True).stdout)
     ldd = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(["ldd", distill], capture_output=True, text=True).stdout, re.M))
     base = debian_base_packages()
+    # dpkg knows a file by the path its package installed (merged /usr, alternatives).
+    candidates = {}
     for lib in needed:
-        # dpkg knows a file by the path its package installed (merged /usr, alternatives).
         path = ldd.get(lib, lib)
-        pkg = None
-        for p in (path, os.path.realpath(path), os.path.realpath(path).replace("/usr/lib/", "/lib/", 1)):
-            q = subprocess.run(["dpkg", "-S", p], capture_output=True, text=True)
-            if q.returncode == 0:
-                pkg = q.stdout.split(":")[0]
-                break
+        real = os.path.realpath(path)
+        candidates[lib] = [path, real, real.replace("/usr/lib/", "/lib/", 1)]
+    owners = {}
+    q = subprocess.run(["dpkg", "-S"] + sorted({p for c in candidates.values() for p in c}), capture_output=True, text=True)
+    for row in q.stdout.splitlines():
+        pkgs, _, path = row.partition(": ")
+        owners[path] = pkgs.split(",")[0].split(":")[0].strip()
+    for lib in needed:
+        pkg = next((owners[p] for p in candidates[lib] if p in owners), None)
         check(pkg and (pkg in listed or pkg in base), f"{name}: {lib} comes from {pkg} "
               f"({'installed by the stage' if pkg in listed else 'in every Debian system'})")
 
