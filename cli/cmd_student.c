@@ -56,19 +56,23 @@ static const dl_step_backend *step_backend(const char *device, int world) {
   return &dl_student_cuda_backend;
 #else
   (void)world;
-  dl_die_input("student: --device cuda: this distill was built without the CUDA backend (configure with "
-               "-DDISTILL_CUDA=ON on a machine with the CUDA toolkit)");
+  dl_die_input("student: --device cuda: this binary has no CUDA backend (use distill-gpu, which a build with "
+               "-DDISTILL_CUDA=ON makes beside distill)");
 #endif
 }
 
 int cmd_student(int argc, char **argv) {
   const char *recipe_path = NULL, *teachers = NULL, *resume = NULL, *out = "out/student", *group = NULL;
-  const char *metrics_addr = "127.0.0.1", *export_init = NULL, *device = "cpu";
-  int rank = -1, world = -1, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0;
+  const char *metrics_addr = "127.0.0.1", *export_init = NULL, *curve_key = NULL, *teacher_key = NULL;
+  const char *device = "cpu";
+  int rank = -1, world = -1, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0, resolve_interval_ms = 0;
   bool quiet = false;
   const dl_flag flags[] = {
       {"recipe", DL_FLAG_STRING, &recipe_path, "FILE", "the recipe (YAML; docs/recipes.md)"},
-      {"teachers", DL_FLAG_STRING, &teachers, "EP[,EP..]", "teacher endpoints, e.g. tcp://10.0.0.5:5555"},
+      {"teachers", DL_FLAG_STRING, &teachers, "EP[,EP..]",
+       "teacher endpoints, e.g. tcp://10.0.0.5:5555; dns:NAME:PORT is every address of NAME, re-resolved"},
+      {"resolve-interval-ms", DL_FLAG_INT, &resolve_interval_ms, "MS",
+       "how often dns: teacher names are resolved again (default 10000)"},
       {"rank", DL_FLAG_INT, &rank, "R", "this rank in the group (default: mpirun's, else 0)"},
       {"world", DL_FLAG_INT, &world, "W", "ranks in the group (default: mpirun's, else 1)"},
       {"resume", DL_FLAG_STRING, &resume, "auto|FILE", "continue from the newest usable checkpoint, or from FILE"},
@@ -78,6 +82,8 @@ int cmd_student(int argc, char **argv) {
       {"metrics-addr", DL_FLAG_STRING, &metrics_addr, "IP", "address for --metrics-port (default 127.0.0.1; 0.0.0.0 for all)"},
       {"heartbeat-ms", DL_FLAG_INT, &heartbeat_ms, "MS", "heartbeat interval (default 1000)"},
       {"dead-after-ms", DL_FLAG_INT, &dead_after_ms, "MS", "a silent teacher is dead after this (default 5000)"},
+      {"curve-key", DL_FLAG_STRING, &curve_key, "FILE", "this student's secret key (distill keygen): CURVE on"},
+      {"teacher-key", DL_FLAG_STRING, &teacher_key, "FILE", "the teachers' public key (.pub), with --curve-key"},
       {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no progress or event lines"},
       {"device", DL_FLAG_STRING, &device, "cpu|cuda",
        "where the steps run (default cpu); cuda: the CUDA step in bf16, one rank per group for now"},
@@ -105,7 +111,13 @@ int cmd_student(int argc, char **argv) {
   rank = ranks.rank;
   world = ranks.world;
   if (metrics_port < 0 || metrics_port > 65535) dl_die_input("student: --metrics-port %d is not a TCP port", metrics_port);
-  if (heartbeat_ms < 0 || dead_after_ms < 0) dl_die_input("student: --heartbeat-ms and --dead-after-ms must be positive");
+  if (heartbeat_ms < 0 || dead_after_ms < 0 || resolve_interval_ms < 0)
+    dl_die_input("student: --heartbeat-ms, --dead-after-ms and --resolve-interval-ms must be positive");
+  if (!curve_key != !teacher_key) dl_die_input("student: --curve-key and --teacher-key go together");
+  dl_curve_key secret, public, teacher_public;
+  if (curve_key && (dl_curve_read_key(curve_key, &secret, &err) || dl_curve_public_of(&secret, &public, &err) ||
+                    dl_curve_read_key(teacher_key, &teacher_public, &err)))
+    dl_die_input("student: %s", err.msg);
   const dl_step_backend *backend = step_backend(device, world);
 
   dl_recipe recipe;
@@ -117,15 +129,7 @@ int cmd_student(int argc, char **argv) {
   dl_unmap_file(&f);
   if (dl_recipe_parse(recipe_path, (const uint8_t *)text, strlen(text), &recipe, &err)) dl_die_input("%s", err.msg);
   if (!recipe.has_model || !recipe.has_train) dl_die_input("%s: a student recipe needs the model and train sections", recipe_path);
-  // train.teacher_heads is relative to the recipe's folder, so recipes travel with their files.
-  char *heads = recipe.train.teacher_heads, *rdir = strdup(recipe_path);
-  if (heads[0] && heads[0] != '/') {
-    char joined[sizeof recipe.train.teacher_heads];
-    if (snprintf(joined, sizeof joined, "%s/%s", dirname(rdir), heads) >= (int)sizeof joined)
-      dl_die_input("%s: train.teacher_heads: path too long", recipe_path);
-    memcpy(heads, joined, sizeof joined);
-  }
-  free(rdir);
+  if (dl_recipe_resolve_paths(&recipe, recipe_path, &err)) dl_die_input("%s", err.msg);
   if (export_init) return export_initial_student(&recipe, text, export_init);
 
   char *list = strdup(teachers), *save = NULL, *out_copy = strdup(out);
@@ -133,6 +137,9 @@ int cmd_student(int argc, char **argv) {
   int n = 0;
   for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
     if (n == DL_MAX_TEACHERS) dl_die_input("student: at most %d teachers", DL_MAX_TEACHERS);
+    char name[256];
+    int port;
+    if (dl_is_dns_spec(t) && dl_dns_parse(t, name, sizeof name, &port, &err)) dl_die_input("student: --teachers %s", err.msg);
     eps[n++] = t;
   }
   if (n == 0) dl_die_input("student: --teachers names no endpoint");
@@ -144,7 +151,9 @@ int cmd_student(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   dl_student_options o = {.backend = backend, .recipe = &recipe, .recipe_text = text, .teachers = eps, .nteachers = n, .rank = rank,
                           .world = world, .reduce = dl_group_reduce(&ranks), .resume = resume, .out_dir = out, .group = group ? group : basename(out_copy),
-                          .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop};
+                          .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop,
+                          .resolve_interval_ms = resolve_interval_ms, .curve_secret = curve_key ? &secret : NULL,
+                          .curve_public = &public, .teacher_public = &teacher_public};
   int rc = dl_student_run(&o, &err);
   if (rc) fprintf(stderr, "distill: student: %s\n", err.msg);
   free(list);

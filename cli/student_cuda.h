@@ -1,6 +1,6 @@
-// `distill student --device cuda`: the CUDA training step
+// `distill-gpu student --device cuda`: the CUDA training step
 // (model/cuda/train_step_cuda.h) as the student service's step backend.
-// Built only with the CUDA backend (DISTILL_HAVE_CUDA_BACKEND).
+// Built only into distill-gpu (DISTILL_HAVE_CUDA_BACKEND).
 #ifndef DISTILL_CLI_STUDENT_CUDA_H
 #define DISTILL_CLI_STUDENT_CUDA_H
 

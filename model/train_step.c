@@ -4,11 +4,10 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "model/step_parts.h"
 
-static float *falloc(size_t n) {
-  float *p = dl_aligned_alloc((n ? n : 1) * sizeof(float));
-  memset(p, 0, (n ? n : 1) * sizeof(float));
-  return p;
+static dl_crop_shape crop_shape(const dl_train_config *c) {
+  return (dl_crop_shape){c->batch, c->global_crops, c->local_crops, c->global_size, c->local_size};
 }
 
 int dl_train_config_check(const dl_vit *s, const dl_train_config *c, const dl_head *td, const dl_head *ti,
@@ -48,13 +47,6 @@ void dl_trainer_heads_init(dl_head heads[2], const dl_vit *student, const dl_tra
   dl_head_init_random(&heads[1], seed + 1);
 }
 
-void dl_trainer_schedules_at(const dl_train_schedules *s, long step, dl_step_report *r) {
-  r->lr = dl_schedule_at(&s->lr, step);
-  r->wd = dl_schedule_at(&s->wd, step);
-  r->momentum = dl_schedule_at(&s->momentum, step);
-  r->teacher_temp = dl_schedule_at(&s->teacher_temp, step);
-}
-
 int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, const dl_head *teacher_dino,
                     const dl_head *teacher_ibot, unsigned long long seed, dl_err *err) {
   memset(t, 0, sizeof *t);
@@ -75,21 +67,21 @@ int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, 
   const size_t rows_cls = (size_t)(G + L) * B, rows_patch = (size_t)G * B * t->patches;
   const size_t K0 = (size_t)dl_head_out_dim(&t->heads[0], DL_HEAD_FULL);
   const size_t K1 = (size_t)dl_head_out_dim(&t->heads[1], DL_HEAD_FULL);
-  t->cls_all = falloc(rows_cls * D);
-  t->d_cls_all = falloc(rows_cls * D);
-  t->patch_g = falloc(rows_patch * D);
-  t->d_patch_g = falloc(rows_patch * D);
-  t->out_cls = falloc(rows_cls * K0);
-  t->d_out_cls = falloc(rows_cls * K0);
-  t->out_patch = falloc(rows_patch * K1);
-  t->d_out_patch = falloc(rows_patch * K1);
-  t->t_cls = falloc(rows_cls * K0);
-  t->t_patch = falloc(rows_patch * K1);
-  t->center[0] = falloc(K0);
-  t->center[1] = falloc(K1);
+  t->cls_all = dl_zeros(rows_cls * D);
+  t->d_cls_all = dl_zeros(rows_cls * D);
+  t->patch_g = dl_zeros(rows_patch * D);
+  t->d_patch_g = dl_zeros(rows_patch * D);
+  t->out_cls = dl_zeros(rows_cls * K0);
+  t->d_out_cls = dl_zeros(rows_cls * K0);
+  t->out_patch = dl_zeros(rows_patch * K1);
+  t->d_out_patch = dl_zeros(rows_patch * K1);
+  t->t_cls = dl_zeros(rows_cls * K0);
+  t->t_patch = dl_zeros(rows_patch * K1);
+  t->center[0] = dl_zeros(K0);
+  t->center[1] = dl_zeros(K1);
   const size_t kmax = K0 > K1 ? K0 : K1;
-  t->scratch = falloc(2 * kmax + 2 + 2 * (size_t)B * D + 2 * (size_t)B);
-  t->ibot_w = falloc(rows_patch);
+  t->scratch = dl_zeros(2 * kmax + 2 + 2 * (size_t)B * D + 2 * (size_t)B);
+  t->ibot_w = dl_zeros(rows_patch);
   dl_ibot_weights(t->ibot_w, NULL, G * B, t->patches);
   t->koleo_idx = dl_calloc((size_t)B, sizeof(int));
   return 0;
@@ -110,19 +102,6 @@ void dl_trainer_free(dl_trainer *t) {
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   free(t->koleo_idx);
   memset(t, 0, sizeof *t);
-}
-
-static int student_forward(dl_trainer *t, const dl_train_batch *b, dl_err *err) {
-  const dl_train_config *c = &t->cfg;
-  const int D = t->student->cfg.dim, GB = c->global_crops * c->batch, LB = c->local_crops * c->batch;
-  dl_vit_outputs og = {t->cls_all, NULL, t->patch_g, NULL};
-  if (dl_vit_forward_train(t->student, b->global_images, GB, c->global_size, c->global_size, NULL, &t->ws_global,
-                           &og, err))
-    return -1;
-  if (LB == 0) return 0;
-  dl_vit_outputs ol = {t->cls_all + (size_t)GB * D, NULL, NULL, NULL};
-  return dl_vit_forward_train(t->student, b->local_images, LB, c->local_size, c->local_size, NULL, &t->ws_local,
-                              &ol, err);
 }
 
 // Teacher logits (its frozen last layer on its bottlenecks) -> targets, in place.
@@ -158,13 +137,9 @@ static void prototype_losses(dl_trainer *t, const dl_train_batch *b, float temp,
   dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls, t->mods[1].grads, t->d_cls_all);
   dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch, t->mods[2].grads, t->d_patch_g);
   // KoLeo on each global crop's backbone CLS, summed over the crops.
-  float *kgrad = t->scratch + 2 * (size_t)(K0 > K1 ? K0 : K1) + 2, *kscratch = kgrad + (size_t)B * D;
-  r->koleo = 0.0f;
-  for (int g = 0; g < G && c->weights.koleo != 0.0f; g++) {
-    float *cls = t->cls_all + (size_t)g * B * D, *dcls = t->d_cls_all + (size_t)g * B * D;
-    r->koleo += dl_koleo_loss(cls, B, D, c->weights.koleo, kgrad, kscratch, t->koleo_idx);
-    for (size_t i = 0; i < (size_t)B * D; i++) dcls[i] += kgrad[i];
-  }
+  const dl_crop_shape shape = crop_shape(c);
+  r->koleo = dl_koleo_global_crops(&shape, D, c->weights.koleo, t->cls_all, t->d_cls_all,
+                                   t->scratch + 2 * (size_t)(K0 > K1 ? K0 : K1) + 2, t->koleo_idx);
 }
 
 static void feature_losses(dl_trainer *t, const dl_train_batch *b, dl_step_report *r) {
@@ -196,18 +171,21 @@ static void feature_losses(dl_trainer *t, const dl_train_batch *b, dl_step_repor
 
 int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *r, dl_err *err) {
   const dl_train_config *c = &t->cfg;
-  const dl_train_schedules *s = &c->sched;
+  const dl_crop_shape shape = crop_shape(c);
+  const dl_step_values v = dl_step_values_at(&c->sched, t->step);
   memset(r, 0, sizeof *r);
-  dl_trainer_schedules_at(s, t->step, r);
-  if (student_forward(t, batch, err)) return -1;
+  r->lr = v.lr;
+  r->wd = v.wd;
+  r->momentum = v.momentum;
+  r->teacher_temp = v.teacher_temp;
+  if (dl_crops_forward(t->student, &shape, batch->global_images, NULL, batch->local_images, &t->ws_global,
+                       &t->ws_local, t->cls_all, t->patch_g, err))
+    return -1;
   for (int k = 0; k < 3; k++) dl_optim_zero_grad(&t->mods[k]);
   if (c->mode == DL_TRAIN_PROTOTYPES) prototype_losses(t, batch, (float)r->teacher_temp, r);
   else feature_losses(t, batch, r);
   r->total = r->dino + r->ibot + r->koleo + r->feat_cls + r->feat_cos + r->feat_l1;
-  const int D = t->student->cfg.dim, GB = c->global_crops * c->batch;
-  dl_vit_backward(t->student, &t->ws_global, t->d_cls_all, NULL, t->d_patch_g, t->mods[0].grads, NULL);
-  if (c->local_crops)
-    dl_vit_backward(t->student, &t->ws_local, t->d_cls_all + (size_t)GB * D, NULL, NULL, t->mods[0].grads, NULL);
+  dl_crops_backward(t->student, &shape, &t->ws_global, &t->ws_local, t->d_cls_all, t->d_patch_g, t->mods[0].grads);
   // Data parallel: every rank's loss is a mean over its own images, so the
   // group's gradient is the mean of the ranks' gradients (before clipping,
   // as DDP/FSDP average before clip_grad_norm_).
@@ -218,12 +196,7 @@ int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *
       const float inv = 1.0f / (float)c->world;
       for (size_t i = 0; i < m->layout->total; i++) m->grads[i] *= inv;
     }
-  const double last_lr = dl_schedule_at(&s->last_layer_lr, t->step);
-  for (int k = 0; k < 3; k++) {
-    r->grad_norm[k] = c->adamw.clip > 0.0f ? dl_clip_grad_norm(&t->mods[k], c->adamw.clip) : 0.0;
-    dl_adamw_step(&t->mods[k], &c->adamw, t->step + 1, r->lr, r->wd, last_lr);
-    dl_ema_update(&t->mods[k], r->momentum);
-  }
+  dl_modules_update(t->mods, 3, &c->adamw, t->step, &v, r->grad_norm);
   t->step++;
   return 0;
 }

@@ -69,13 +69,12 @@ typedef struct dl_trainer {
 
 // Shared with the CUDA step (model/cuda/train_step_cuda.h): the checks of
 // a configuration against the student and the teacher's heads, the heads'
-// creation (DINOv2's initialization, seeds `seed` and `seed + 1`), and this
-// step's scheduled lr, wd, momentum and teacher temperature.
+// creation (DINOv2's initialization, seeds `seed` and `seed + 1`); the
+// schedules' values come from dl_step_values_at (model/step_parts.h).
 int dl_train_config_check(const dl_vit *student, const dl_train_config *cfg, const dl_head *teacher_dino,
                           const dl_head *teacher_ibot, dl_err *err);
 void dl_trainer_heads_init(dl_head heads[2], const dl_vit *student, const dl_train_config *cfg,
                            unsigned long long seed);
-void dl_trainer_schedules_at(const dl_train_schedules *s, long step, dl_step_report *r);
 
 // Heads are created with DINOv2's initialization (seeded); the EMA starts
 // as a copy of every parameter.

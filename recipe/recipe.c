@@ -244,7 +244,28 @@ int dl_recipe_load(const char *path, dl_recipe *out, dl_err *err) {
   if (dl_map_file(path, &f, err) != 0) return -1;
   int rc = dl_recipe_parse(path, f.data ? f.data : (const uint8_t *)"", f.size, out, err);
   dl_unmap_file(&f);
-  return rc;
+  return rc ? rc : dl_recipe_resolve_paths(out, path, err);
+}
+
+static int resolve_one(char *path, size_t dir_len, const char *recipe_path, const char *key, dl_err *err) {
+  if (!path[0] || path[0] == '/') return 0;
+  char joined[DL_RECIPE_PATH_MAX];
+  if (snprintf(joined, sizeof joined, "%.*s/%s", (int)dir_len, recipe_path, path) >= (int)sizeof joined)
+    return dl_fail(err, "%s: the path joined to the recipe's folder is longer than %d bytes (recipe %s)", key,
+                   DL_RECIPE_PATH_MAX - 1, recipe_path);
+  memcpy(path, joined, sizeof joined);
+  return 0;
+}
+
+int dl_recipe_resolve_paths(dl_recipe *r, const char *recipe_path, dl_err *err) {
+  const char *slash = strrchr(recipe_path, '/');
+  if (!slash) return 0;  // the recipe is in the working folder: its relative paths already hold
+  const size_t dir_len = (size_t)(slash - recipe_path);  // 0 for a recipe in /: "/" + path
+  if (resolve_one(r->teacher.weights, dir_len, recipe_path, "teacher.weights", err) ||
+      resolve_one(r->teacher.heads, dir_len, recipe_path, "teacher.heads", err) ||
+      resolve_one(r->train.teacher_heads, dir_len, recipe_path, "train.teacher_heads", err))
+    return -1;
+  return 0;
 }
 
 uint64_t dl_recipe_stream_hash(const dl_recipe *r) {

@@ -91,9 +91,18 @@ typedef struct dl_recipe {
   dl_recipe_pretrain pretrain;
 } dl_recipe;
 
+// Parses the file, then resolves its file paths (dl_recipe_resolve_paths).
 int dl_recipe_load(const char *path, dl_recipe *out, dl_err *err);
-// The same from memory; `name` stands for the file in messages.
+// The same from memory; `name` stands for the file in messages. Paths stay
+// as written.
 int dl_recipe_parse(const char *name, const uint8_t *text, size_t n, dl_recipe *out, dl_err *err);
+
+// Relative file paths in a recipe (teacher.weights, teacher.heads,
+// train.teacher_heads) name files next to the recipe, so that a recipe and
+// its files move together whatever the working folder: each relative path is
+// joined to the folder of recipe_path. Absolute paths and data.dataset (a
+// dataset spec) are left as they are.
+int dl_recipe_resolve_paths(dl_recipe *r, const char *recipe_path, dl_err *err);
 
 // What a teacher and a student must agree on: a hash of the sample stream
 // (dataset, seed, block size, crops). Sent in HELLO.

@@ -7,6 +7,6 @@ DISTILL_DEBIAN_PACKAGES=(
   libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev
   python3-numpy python3-torch python3-torchvision
   dataset-fashion-mnist gnuplot-nox
-  python3-pil python3-skimage
+  python3-pil python3-skimage python3-yaml
   libopenmpi-dev openmpi-bin
 )

@@ -10,6 +10,9 @@
 bool dl_group_launched(void) {
   const char *size = getenv("OMPI_COMM_WORLD_SIZE");
   if (!size) size = getenv("PMI_SIZE");
+  // srun --mpi=pmix sets neither before MPI_Init: its ranks carry PMIX_RANK
+  // and the step's task count.
+  if (!size && getenv("PMIX_RANK")) size = getenv("SLURM_STEP_NUM_TASKS");
   return size && atoi(size) > 1;
 }
 

@@ -25,7 +25,7 @@ void dl_group_finalize(dl_group *g);
 // the group's ranks, in place.
 dl_reduce dl_group_reduce(dl_group *g);
 
-// True when the process was started by a launcher (mpirun, srun with PMI).
+// True when the process was started by a launcher (mpirun, srun with PMI or PMIx).
 bool dl_group_launched(void);
 
 #endif

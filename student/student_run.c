@@ -58,6 +58,8 @@ static void add_client_metrics(dl_student_metrics *a, const dl_student_metrics *
   a->teacher_deaths += b->teacher_deaths;
   a->teacher_restarts += b->teacher_restarts;
   a->bytes_wire += b->bytes_wire;
+  a->teachers_added += b->teachers_added;
+  a->teachers_removed += b->teachers_removed;
 }
 
 static void stop_stream(run_state *s) {
@@ -95,6 +97,13 @@ static int start_stream(run_state *s, dl_err *err) {
   cfg.window = r->train.window;
   if (s->o->heartbeat_ms > 0) cfg.heartbeat_ms = s->o->heartbeat_ms;
   if (s->o->dead_after_ms > 0) cfg.dead_after_ms = s->o->dead_after_ms;
+  if (s->o->resolve_interval_ms > 0) cfg.resolve_interval_ms = s->o->resolve_interval_ms;
+  if (s->o->curve_secret) {
+    cfg.curve_secret = s->o->curve_secret;
+    cfg.curve_public = s->o->curve_public;
+    cfg.teacher_public = s->o->teacher_public;
+    cfg.nteacher_keys = 1;
+  }
   cfg.quiet = s->o->quiet;
   s->client = dl_student_client_create(&cfg, err);
   if (!s->client) return -1;
@@ -285,6 +294,8 @@ static void publish(run_state *s, const dl_step_report *r, double images_per_s) 
       {"distill_student_failovers_total", "counter", NULL, (double)m.failovers},
       {"distill_student_teacher_restarts_total", "counter", NULL, (double)m.teacher_restarts},
       {"distill_student_live_teachers", "gauge", NULL, (double)m.live_teachers},
+      {"distill_student_teachers_added_total", "counter", NULL, (double)m.teachers_added},
+      {"distill_student_teachers_removed_total", "counter", NULL, (double)m.teachers_removed},
       {"distill_student_wire_bytes_total", "counter", NULL, (double)m.bytes_wire},
   };
   size_t n = 0;

@@ -11,6 +11,7 @@
 #include "model/losses.h"
 #include "model/train_step.h"
 #include "recipe/recipe.h"
+#include "transport/curve.h"
 
 // A step on other hardware than the CPU (the CUDA step: cli/student_cuda.c).
 // The host trainer stays the state of record: start builds the backend from
@@ -36,6 +37,8 @@ typedef struct dl_student_options {
   const char *out_dir;
   const char *group;              // the student group's name (default: the out folder's name)
   int heartbeat_ms, dead_after_ms;
+  int resolve_interval_ms;        // dns: teacher sources re-resolved this often (0: the client's default)
+  const dl_curve_key *curve_secret, *curve_public, *teacher_public;  // CURVE on when curve_secret is set
   int metrics_port;               // Prometheus text endpoint (0: none)
   const char *metrics_addr;       // its address (default 127.0.0.1)
   bool quiet;

@@ -5,11 +5,11 @@
 
 #include "common/err.h"
 #include "data/rng.h"
+#include "model/step_parts.h"
 
-static float *falloc(size_t n) {
-  float *p = dl_aligned_alloc((n ? n : 1) * sizeof(float));
-  memset(p, 0, (n ? n : 1) * sizeof(float));
-  return p;
+
+static dl_crop_shape crop_shape(const dl_pretrain_config *c) {
+  return (dl_crop_shape){c->batch, c->global_crops, c->local_crops, c->global_size, c->local_size};
 }
 
 static int check_config(const dl_vit *s, const dl_pretrain_config *c, dl_err *err) {
@@ -56,23 +56,23 @@ int dl_pretrainer_init(dl_pretrainer *t, dl_vit *student, const dl_pretrain_conf
   const size_t K0 = (size_t)cfg->dino_head.prototypes, K1 = (size_t)cfg->ibot_head.prototypes;
   t->masks = dl_calloc(rows_patch, sizeof(bool));
   t->mask_rows = dl_calloc(rows_patch, sizeof(int));
-  t->cls_all = falloc(rows_cls * D);
-  t->d_cls_all = falloc(rows_cls * D);
-  t->patch_g = falloc(rows_patch * D);
-  t->d_patch_g = falloc(rows_patch * D);
-  t->masked_x = falloc(rows_patch * D);
-  t->d_masked_x = falloc(rows_patch * D);
-  t->t_cls_raw = falloc((size_t)GB * D);
-  t->t_patch_raw = falloc(rows_patch * D);
-  t->t_masked_x = falloc(rows_patch * D);
-  t->logits_cls = falloc(rows_cls * K0);
-  t->d_logits_cls = falloc(rows_cls * K0);
-  t->q_cls = falloc((size_t)GB * K0);
-  t->logits_patch = falloc(rows_patch * K1);
-  t->d_logits_patch = falloc(rows_patch * K1);
-  t->q_patch = falloc(rows_patch * K1);
-  t->ibot_w = falloc(rows_patch);
-  t->scratch = falloc((K0 > K1 ? K0 : K1) + 2 * (size_t)B * D + 2 * (size_t)B);
+  t->cls_all = dl_zeros(rows_cls * D);
+  t->d_cls_all = dl_zeros(rows_cls * D);
+  t->patch_g = dl_zeros(rows_patch * D);
+  t->d_patch_g = dl_zeros(rows_patch * D);
+  t->masked_x = dl_zeros(rows_patch * D);
+  t->d_masked_x = dl_zeros(rows_patch * D);
+  t->t_cls_raw = dl_zeros((size_t)GB * D);
+  t->t_patch_raw = dl_zeros(rows_patch * D);
+  t->t_masked_x = dl_zeros(rows_patch * D);
+  t->logits_cls = dl_zeros(rows_cls * K0);
+  t->d_logits_cls = dl_zeros(rows_cls * K0);
+  t->q_cls = dl_zeros((size_t)GB * K0);
+  t->logits_patch = dl_zeros(rows_patch * K1);
+  t->d_logits_patch = dl_zeros(rows_patch * K1);
+  t->q_patch = dl_zeros(rows_patch * K1);
+  t->ibot_w = dl_zeros(rows_patch);
+  t->scratch = dl_zeros((K0 > K1 ? K0 : K1) + 2 * (size_t)B * D + 2 * (size_t)B);
   t->koleo_idx = dl_calloc((size_t)B, sizeof(int));
   return 0;
 }
@@ -154,19 +154,6 @@ static int teacher_targets(dl_pretrainer *t, const float *global_images, int M, 
   return 0;
 }
 
-static int student_forward(dl_pretrainer *t, const float *global_images, const float *local_images, dl_err *err) {
-  const dl_pretrain_config *c = &t->cfg;
-  const int D = t->student->cfg.dim, GB = c->global_crops * c->batch, LB = c->local_crops * c->batch;
-  dl_vit_outputs og = {t->cls_all, NULL, t->patch_g, NULL};
-  if (dl_vit_forward_train(t->student, global_images, GB, c->global_size, c->global_size, t->masks, &t->ws_global,
-                           &og, err))
-    return -1;
-  if (LB == 0) return 0;
-  dl_vit_outputs ol = {t->cls_all + (size_t)GB * D, NULL, NULL, NULL};
-  return dl_vit_forward_train(t->student, local_images, LB, c->local_size, c->local_size, NULL, &t->ws_local, &ol,
-                              err);
-}
-
 // Student heads, the three losses, and their gradients down to the backbone outputs.
 static void losses_and_head_grads(dl_pretrainer *t, int M, dl_pretrain_report *r) {
   const dl_pretrain_config *c = &t->cfg;
@@ -190,42 +177,33 @@ static void losses_and_head_grads(dl_pretrainer *t, int M, dl_pretrain_report *r
     for (int i = 0; i < M; i++)
       memcpy(t->d_patch_g + (size_t)t->mask_rows[i] * D, t->d_masked_x + (size_t)i * D, (size_t)D * sizeof(float));
   }
-  const size_t K = (size_t)(K0 > K1 ? K0 : K1);
-  float *kgrad = t->scratch + K, *kscratch = kgrad + (size_t)B * D;
-  r->koleo = 0.0f;
-  for (int g = 0; g < G && c->weights.koleo != 0.0f; g++) {
-    float *cls = t->cls_all + (size_t)g * B * D, *dcls = t->d_cls_all + (size_t)g * B * D;
-    r->koleo += dl_koleo_loss(cls, B, D, c->weights.koleo, kgrad, kscratch, t->koleo_idx);
-    for (size_t i = 0; i < (size_t)B * D; i++) dcls[i] += kgrad[i];
-  }
+  const dl_crop_shape shape = crop_shape(c);
+  r->koleo = dl_koleo_global_crops(&shape, D, c->weights.koleo, t->cls_all, t->d_cls_all,
+                                   t->scratch + (K0 > K1 ? K0 : K1), t->koleo_idx);
 }
 
 int dl_pretrainer_step(dl_pretrainer *t, const float *global_images, const float *local_images,
                        dl_pretrain_report *r, dl_err *err) {
   const dl_pretrain_config *c = &t->cfg;
-  const dl_train_schedules *s = &c->sched;
+  const dl_crop_shape shape = crop_shape(c);
+  const dl_step_values v = dl_step_values_at(&c->sched, t->step);
   memset(r, 0, sizeof *r);
-  r->lr = dl_schedule_at(&s->lr, t->step);
-  r->wd = dl_schedule_at(&s->wd, t->step);
-  r->momentum = dl_schedule_at(&s->momentum, t->step);
-  r->teacher_temp = dl_schedule_at(&s->teacher_temp, t->step);
+  r->lr = v.lr;
+  r->wd = v.wd;
+  r->momentum = v.momentum;
+  r->teacher_temp = v.teacher_temp;
   const int M = draw_masks(t);
   r->masked = M;
   if (teacher_targets(t, global_images, M, (float)r->teacher_temp, err)) return -1;
-  if (student_forward(t, global_images, local_images, err)) return -1;
+  if (dl_crops_forward(t->student, &shape, global_images, t->masks, local_images, &t->ws_global, &t->ws_local,
+                       t->cls_all, t->patch_g, err))
+    return -1;
   for (int k = 0; k < 3; k++) dl_optim_zero_grad(&t->mods[k]);
   losses_and_head_grads(t, M, r);
   r->total = r->dino + r->ibot + r->koleo;
-  const int D = t->student->cfg.dim, GB = c->global_crops * c->batch;
-  dl_vit_backward(t->student, &t->ws_global, t->d_cls_all, NULL, t->d_patch_g, t->mods[0].grads, NULL);
-  if (c->local_crops)
-    dl_vit_backward(t->student, &t->ws_local, t->d_cls_all + (size_t)GB * D, NULL, NULL, t->mods[0].grads, NULL);
-  const double last_lr = dl_schedule_at(&s->last_layer_lr, t->step);
-  for (int k = 0; k < 3; k++) {
-    if (c->adamw.clip > 0.0f) dl_clip_grad_norm(&t->mods[k], c->adamw.clip);
-    dl_adamw_step(&t->mods[k], &c->adamw, t->step + 1, r->lr, r->wd, last_lr);
-    dl_ema_update(&t->mods[k], r->momentum);
-  }
+  dl_crops_backward(t->student, &shape, &t->ws_global, &t->ws_local, t->d_cls_all, t->d_patch_g, t->mods[0].grads);
+  double grad_norm[3];
+  dl_modules_update(t->mods, 3, &c->adamw, t->step, &v, grad_norm);
   t->step++;
   return 0;
 }

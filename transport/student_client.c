@@ -6,11 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "common/timing.h"
 #include "transport/encoded_block.h"
 #include "transport/rendezvous.h"
+#include "transport/teacher_discovery.h"
 #include "transport/wire.h"
 
 // SLOT_UNAVAILABLE: the teacher cannot produce it; fatal once it is next in line.
@@ -27,9 +29,12 @@ typedef struct slot {
   char *unavailable;  // the teacher's reason, for SLOT_UNAVAILABLE
 } slot;
 
+// A slot of the teacher table. Slots of teachers named on the command line
+// stay in use; those of discovered teachers (dns:) come and go.
 typedef struct teacher {
-  const char *endpoint;
+  char endpoint[DL_ENDPOINT_MAX];
   void *sock;
+  bool in_use, discovered;
   bool live;
   char id[256];
   uint64_t incarnation;
@@ -41,6 +46,9 @@ struct dl_student_client {
   dl_student_config cfg;
   void *ctx;
   teacher teachers[DL_MAX_TEACHERS];
+  dl_discovery *discovery;  // NULL without dns: sources
+  uint64_t discovery_gen;
+  bool warned_full;
   slot *slots;       // window entries, slot of k at k % window
   uint64_t next_k;   // the next block to hand out is rank + next_k * world
   uint64_t weights_hash;
@@ -59,6 +67,7 @@ void dl_student_config_defaults(dl_student_config *c) {
   c->heartbeat_ms = 1000;
   c->dead_after_ms = 5000;
   c->request_timeout_ms = 30000;
+  c->resolve_interval_ms = 10000;
 }
 
 static void slog(dl_student_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -102,6 +111,7 @@ static int open_socket(dl_student_client *c, int i, dl_err *err) {
   zmq_setsockopt(t->sock, ZMQ_RECONNECT_IVL, &ivl, sizeof ivl);
   int rcvbuf = 4 << 20;  // see the teacher's SNDBUF
   zmq_setsockopt(t->sock, ZMQ_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  if (strchr(t->endpoint, '[')) zmq_setsockopt(t->sock, ZMQ_IPV6, &one, sizeof one);
   const dl_student_config *cfg = &c->cfg;
   if (cfg->curve_secret) {
     const dl_curve_key *server = &cfg->teacher_public[cfg->nteacher_keys > 1 ? i : 0];
@@ -147,6 +157,28 @@ static void release_requests(dl_student_client *c, int ti, uint64_t *counter) {
       c->slots[i].state = SLOT_FREE;
       (*counter)++;
     }
+}
+
+// A discovered teacher whose name no longer resolves to it leaves like a
+// dead one: its outstanding requests go to the others. It is told BYE so it
+// frees our session now.
+static void teacher_removed(dl_student_client *c, int ti) {
+  teacher *t = &c->teachers[ti];
+  slog(c, "event=teacher_removed teacher=%s", t->endpoint);
+  c->m.teachers_removed++;
+  release_requests(c, ti, &c->m.failovers);
+  if (t->live) {
+    dl_envelope e;
+    dl_envelope_init(&e);
+    Distill__Bye bye = DISTILL__BYE__INIT;
+    e.body_case = DISTILL__ENVELOPE__BODY_BYE;
+    e.bye = &bye;
+    int linger = 200;
+    zmq_setsockopt(t->sock, ZMQ_LINGER, &linger, sizeof linger);
+    send_env(t, &e);
+  }
+  zmq_close(t->sock);
+  memset(t, 0, sizeof *t);
 }
 
 static void teacher_lost(dl_student_client *c, int ti, const char *why) {
@@ -283,9 +315,9 @@ static void handle_message(dl_student_client *c, int ti, dl_wire_msg *m) {
 static void send_requests(dl_student_client *c) {
   const char *ids[DL_MAX_TEACHERS];
   bool live[DL_MAX_TEACHERS];
-  for (int i = 0; i < c->cfg.nteachers; i++) {
+  for (int i = 0; i < DL_MAX_TEACHERS; i++) {
     ids[i] = c->teachers[i].id;
-    live[i] = c->teachers[i].live;
+    live[i] = c->teachers[i].in_use && c->teachers[i].live;
   }
   uint64_t blocks[DL_MAX_TEACHERS][DL_REQUEST_MAX_BLOCKS];
   size_t counts[DL_MAX_TEACHERS] = {0};
@@ -294,14 +326,14 @@ static void send_requests(dl_student_client *c) {
     slot *s = &c->slots[i];
     if (s->state != SLOT_FREE || !k_in_stream(c, s->k)) continue;
     uint64_t b = block_of(c, s->k);
-    int ti = dl_rendezvous_pick(ids, live, c->cfg.nteachers, b);
+    int ti = dl_rendezvous_pick(ids, live, DL_MAX_TEACHERS, b);
     if (ti < 0) return;  // no live teacher yet
     if (counts[ti] == DL_REQUEST_MAX_BLOCKS) continue;
     chosen[ti][counts[ti]] = s;
     blocks[ti][counts[ti]++] = b;
   }
   double now = dl_now_seconds();
-  for (int ti = 0; ti < c->cfg.nteachers; ti++) {
+  for (int ti = 0; ti < DL_MAX_TEACHERS; ti++) {
     if (!counts[ti]) continue;
     dl_envelope e;
     dl_envelope_init(&e);
@@ -329,8 +361,9 @@ static void send_requests(dl_student_client *c) {
 static void run_timers(dl_student_client *c) {
   double now = dl_now_seconds();
   double hb = c->cfg.heartbeat_ms / 1000.0, dead = c->cfg.dead_after_ms / 1000.0;
-  for (int i = 0; i < c->cfg.nteachers; i++) {
+  for (int i = 0; i < DL_MAX_TEACHERS; i++) {
     teacher *t = &c->teachers[i];
+    if (!t->in_use) continue;
     if (t->live && now - t->last_heard > dead) {
       teacher_lost(c, i, "silent");
       continue;
@@ -358,6 +391,58 @@ static void run_timers(dl_student_client *c) {
   }
 }
 
+// ---- discovery
+
+static int find_endpoint(const dl_student_client *c, const char *endpoint) {
+  for (int i = 0; i < DL_MAX_TEACHERS; i++)
+    if (c->teachers[i].in_use && !strcmp(c->teachers[i].endpoint, endpoint)) return i;
+  return -1;
+}
+
+static int add_teacher(dl_student_client *c, const char *endpoint, bool discovered, dl_err *err) {
+  int ti = 0;
+  while (ti < DL_MAX_TEACHERS && c->teachers[ti].in_use) ti++;
+  if (ti == DL_MAX_TEACHERS) return dl_fail(err, "more than %d teachers", DL_MAX_TEACHERS);
+  teacher *t = &c->teachers[ti];
+  memset(t, 0, sizeof *t);
+  snprintf(t->endpoint, sizeof t->endpoint, "%s", endpoint);
+  snprintf(t->id, sizeof t->id, "%s", endpoint);  // until its WELCOME names it
+  t->in_use = true;
+  t->discovered = discovered;
+  if (open_socket(c, ti, err)) {
+    if (t->sock) zmq_close(t->sock);
+    memset(t, 0, sizeof *t);
+    return -1;
+  }
+  return ti;
+}
+
+// Takes the discovery thread's latest set, if it changed: teachers no longer
+// in it leave, new ones join (and are greeted by run_timers' HELLO).
+static void apply_discovery(dl_student_client *c) {
+  char eps[DL_MAX_DISCOVERED][DL_ENDPOINT_MAX];
+  int n = 0;
+  if (!c->discovery || !dl_discovery_poll(c->discovery, &c->discovery_gen, eps, &n)) return;
+  for (int i = 0; i < DL_MAX_TEACHERS; i++) {
+    teacher *t = &c->teachers[i];
+    if (!t->in_use || !t->discovered) continue;
+    bool kept = false;
+    for (int j = 0; j < n && !kept; j++) kept = !strcmp(eps[j], t->endpoint);
+    if (!kept) teacher_removed(c, i);
+  }
+  for (int j = 0; j < n; j++) {
+    if (find_endpoint(c, eps[j]) >= 0) continue;
+    dl_err err;
+    if (add_teacher(c, eps[j], true, &err) < 0) {
+      if (!c->warned_full) slog(c, "event=teacher_not_added teacher=%s why=\"%s\"", eps[j], err.msg);
+      c->warned_full = true;
+      continue;
+    }
+    c->m.teachers_added++;
+    slog(c, "event=teacher_added teacher=%s", eps[j]);
+  }
+}
+
 // ---- the loop
 
 bool dl_student_client_done(const dl_student_client *c) { return !k_in_stream(c, c->next_k); }
@@ -379,12 +464,22 @@ static bool take_next(dl_student_client *c, dl_target_block *out) {
 
 static int poll_teachers(dl_student_client *c, int timeout_ms) {
   zmq_pollitem_t items[DL_MAX_TEACHERS];
-  for (int i = 0; i < c->cfg.nteachers; i++)
-    items[i] = (zmq_pollitem_t){c->teachers[i].sock, 0, ZMQ_POLLIN, 0};
-  int rc = zmq_poll(items, c->cfg.nteachers, timeout_ms);
+  int slot_of[DL_MAX_TEACHERS], n_items = 0;
+  for (int i = 0; i < DL_MAX_TEACHERS; i++)
+    if (c->teachers[i].in_use) {
+      slot_of[n_items] = i;
+      items[n_items++] = (zmq_pollitem_t){c->teachers[i].sock, 0, ZMQ_POLLIN, 0};
+    }
+  if (n_items == 0) {  // every teacher is discovered, and none is there now
+    struct timespec ts = {timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+    return 0;
+  }
+  int rc = zmq_poll(items, n_items, timeout_ms);
   if (rc < 0) return zmq_errno() == EINTR ? 0 : -1;
-  for (int i = 0; i < c->cfg.nteachers; i++) {
-    if (!(items[i].revents & ZMQ_POLLIN)) continue;
+  for (int j = 0; j < n_items; j++) {
+    if (!(items[j].revents & ZMQ_POLLIN)) continue;
+    const int i = slot_of[j];
     for (int n = 0; n < 256; n++) {
       dl_wire_msg m;
       int got = dl_wire_recv(c->teachers[i].sock, &m);
@@ -397,8 +492,8 @@ static int poll_teachers(dl_student_client *c, int timeout_ms) {
 }
 
 static bool any_live(const dl_student_client *c) {
-  for (int i = 0; i < c->cfg.nteachers; i++)
-    if (c->teachers[i].live) return true;
+  for (int i = 0; i < DL_MAX_TEACHERS; i++)
+    if (c->teachers[i].in_use && c->teachers[i].live) return true;
   return false;
 }
 
@@ -426,6 +521,7 @@ int dl_student_client_next(dl_student_client *c, dl_target_block *out, int timeo
       continue;
     }
     run_timers(c);
+    apply_discovery(c);
   }
 }
 
@@ -450,6 +546,14 @@ dl_student_client *dl_student_client_create(const dl_student_config *cfg, dl_err
     dl_fail(err, "CURVE needs the student's key pair and the teachers' public keys");
     return NULL;
   }
+  const char *dns[DL_MAX_TEACHERS];
+  int ndns = 0;
+  for (int i = 0; i < cfg->nteachers; i++)
+    if (dl_is_dns_spec(cfg->teachers[i])) dns[ndns++] = cfg->teachers[i];
+  if (ndns && cfg->curve_secret && cfg->nteacher_keys > 1) {
+    dl_fail(err, "discovered teachers (dns:) share one CURVE public key; got %d", cfg->nteacher_keys);
+    return NULL;
+  }
   dl_student_client *c = dl_calloc(1, sizeof *c);
   c->cfg = *cfg;
   c->next_k = cfg->start_index;
@@ -457,13 +561,27 @@ dl_student_client *dl_student_client_create(const dl_student_config *cfg, dl_err
   for (uint64_t k = c->next_k; k < c->next_k + (uint64_t)cfg->window; k++)
     c->slots[k % (uint64_t)cfg->window].k = k;
   c->ctx = zmq_ctx_new();
+  // Named teachers take the first slots, in order (a per-teacher CURVE key
+  // is found by slot).
   for (int i = 0; i < cfg->nteachers; i++) {
-    c->teachers[i].endpoint = cfg->teachers[i];
-    snprintf(c->teachers[i].id, sizeof c->teachers[i].id, "%s", cfg->teachers[i]);
-    if (open_socket(c, i, err)) {
+    if (dl_is_dns_spec(cfg->teachers[i])) continue;
+    if (strlen(cfg->teachers[i]) >= DL_ENDPOINT_MAX) {
+      dl_fail(err, "teacher endpoint too long: %.60s...", cfg->teachers[i]);
       dl_student_client_destroy(c);
       return NULL;
     }
+    if (add_teacher(c, cfg->teachers[i], false, err) < 0) {
+      dl_student_client_destroy(c);
+      return NULL;
+    }
+  }
+  if (ndns) {
+    c->discovery = dl_discovery_start(dns, ndns, cfg->resolve_interval_ms, cfg->resolve, cfg->resolve_ctx, err);
+    if (!c->discovery) {
+      dl_student_client_destroy(c);
+      return NULL;
+    }
+    apply_discovery(c);
   }
   return c;
 }
@@ -471,7 +589,8 @@ dl_student_client *dl_student_client_create(const dl_student_config *cfg, dl_err
 dl_student_metrics dl_student_client_metrics(const dl_student_client *c) {
   dl_student_metrics m = c->m;
   m.live_teachers = 0;
-  for (int i = 0; i < c->cfg.nteachers; i++) m.live_teachers += c->teachers[i].live;
+  for (int i = 0; i < DL_MAX_TEACHERS; i++) m.live_teachers += c->teachers[i].in_use && c->teachers[i].live;
+  if (c->discovery) m.resolve_failures = dl_discovery_failures(c->discovery);
   return m;
 }
 
@@ -482,21 +601,24 @@ void dl_student_metrics_print(const dl_student_metrics *m, const char *group, ui
           " received=%" PRIu64 " delivered=%" PRIu64 " duplicates=%" PRIu64
           " checksum_failures=%" PRIu64 " bad_messages=%" PRIu64 " timeouts=%" PRIu64
           " failovers=%" PRIu64 " teacher_deaths=%" PRIu64 " teacher_restarts=%" PRIu64
-          " bytes_raw=%" PRIu64 " bytes_wire=%" PRIu64 " live_teachers=%" PRIu64 "\n",
+          " bytes_raw=%" PRIu64 " bytes_wire=%" PRIu64 " live_teachers=%" PRIu64 " teachers_added=%" PRIu64
+          " teachers_removed=%" PRIu64 " resolve_failures=%" PRIu64 "\n",
           group, rank, m->requested, m->rerequested, m->received, m->delivered, m->duplicates,
           m->checksum_failures, m->bad_messages, m->timeouts, m->failovers, m->teacher_deaths,
-          m->teacher_restarts, m->bytes_raw, m->bytes_wire, m->live_teachers);
+          m->teacher_restarts, m->bytes_raw, m->bytes_wire, m->live_teachers, m->teachers_added,
+          m->teachers_removed, m->resolve_failures);
 }
 
 void dl_student_client_destroy(dl_student_client *c) {
   if (!c) return;
+  dl_discovery_stop(c->discovery);
   dl_envelope e;
   dl_envelope_init(&e);
   Distill__Bye bye = DISTILL__BYE__INIT;
   e.body_case = DISTILL__ENVELOPE__BODY_BYE;
   e.bye = &bye;
-  for (int i = 0; i < c->cfg.nteachers; i++) {
-    if (!c->teachers[i].sock) continue;
+  for (int i = 0; i < DL_MAX_TEACHERS; i++) {
+    if (!c->teachers[i].in_use || !c->teachers[i].sock) continue;
     if (c->teachers[i].live) {
       // Give the BYE a moment to leave (bounded), so the teacher frees the
       // session now instead of after dead_after.

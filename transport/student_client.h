@@ -27,11 +27,13 @@
 #include "common/err.h"
 #include "transport/curve.h"
 #include "transport/target_block.h"
+#include "transport/teacher_discovery.h"
 
 #define DL_MAX_TEACHERS 16
 
 typedef struct dl_student_config {
-  const char *const *teachers;  // endpoints, e.g. "tcp://10.0.0.5:5555"
+  const char *const *teachers;  // endpoints, e.g. "tcp://10.0.0.5:5555", or dns:NAME:PORT for every
+                                // address of NAME, resolved again every resolve_interval_ms
   int nteachers;
   const char *group;            // the student model's name; its ranks share it
   uint32_t rank, world;
@@ -44,6 +46,9 @@ typedef struct dl_student_config {
   int heartbeat_ms;             // default 1000
   int dead_after_ms;            // default 5000
   int request_timeout_ms;       // re-request a block not received within this
+  int resolve_interval_ms;      // dns: sources are resolved again this often (default 10000)
+  dl_resolve_fn resolve;        // NULL: getaddrinfo (tests pass a stub)
+  void *resolve_ctx;
   const dl_curve_key *curve_secret;        // this student's key pair (CURVE on when set)
   const dl_curve_key *curve_public;
   const dl_curve_key *teacher_public;      // one per teacher, or one for all (nteacher_keys)
@@ -67,6 +72,9 @@ typedef struct dl_student_metrics {
   uint64_t teacher_restarts;   // a teacher came back with a new incarnation
   uint64_t bytes_raw, bytes_wire;
   uint64_t live_teachers;
+  uint64_t teachers_added;     // discovered (dns:) teachers that joined
+  uint64_t teachers_removed;   // discovered teachers whose address left the name: failed over like dead ones
+  uint64_t resolve_failures;   // resolutions that failed transiently (the set was kept)
   uint64_t per_teacher_received[DL_MAX_TEACHERS];
 } dl_student_metrics;
 

@@ -6,6 +6,7 @@
 #include "common/err.h"
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/device_arena.h"
+#include "model/step_parts.h"
 
 // Slots of t->losses, in the order of dl_cuda_trainer.loss_off.
 enum { LOSS_DINO, LOSS_IBOT, LOSS_KOLEO, LOSS_FEAT_CLS, LOSS_FEAT_COS, LOSS_FEAT_L1, LOSS_NORMS, LOSS_SLOTS };
@@ -342,8 +343,12 @@ static void fill_report(const dl_cuda_trainer *t, dl_step_report *r) {
 int dl_cuda_trainer_step(dl_cuda_trainer *t, const dl_train_batch *batch, dl_step_report *r, dl_err *err) {
   const dl_train_config *c = &t->cfg;
   cudaStream_t s = t->vit.stream;
+  const dl_step_values v = dl_step_values_at(&c->sched, t->step);
   memset(r, 0, sizeof *r);
-  dl_trainer_schedules_at(&c->sched, t->step, r);
+  r->lr = v.lr;
+  r->wd = v.wd;
+  r->momentum = v.momentum;
+  r->teacher_temp = v.teacher_temp;
   upload_targets(t, batch);
   if (student_forward(t, batch, err)) return -1;
   cudaCheck(cudaMemsetAsync(t->mods[0].grads, 0, t->grads_total * sizeof(float), s));
@@ -364,7 +369,7 @@ int dl_cuda_trainer_step(dl_cuda_trainer *t, const dl_train_batch *batch, dl_ste
     t->dp.grads_start(t->dp.ctx, g0, (size_t)(g1 - g0), s);
     t->dp.grads_finish(t->dp.ctx, s);
   }
-  const double last_lr = dl_schedule_at(&c->sched.last_layer_lr, t->step);
+  const double last_lr = v.last_layer_lr;
   float *norms = t->losses + t->loss_off[LOSS_NORMS];
   for (int k = 0; k < 3; k++) {
     dl_cuda_optim_module *m = &t->mods[k];

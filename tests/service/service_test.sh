@@ -10,6 +10,9 @@
 # export     the exported EMA backbone in PyTorch equals `distill embed` (1e-4)
 # teacher    the teacher killed with SIGKILL mid-run and restarted: the student
 #            finishes with the reference losses
+# second     a second teacher started mid-run: it takes a share of the blocks
+#            (its own served count), the first keeps serving, and the student
+#            finishes with the reference losses
 # prototypes prototypes targets (DINO, iBOT, KoLeo): finite losses, and exact
 #            resume after SIGTERM
 # metrics    --metrics-port: the Prometheus text endpoint answers with the
@@ -215,14 +218,12 @@ typo)
   [ $rc = 2 ] || fail "exit $rc"
   [ "$(echo "$err" | wc -l)" = 1 ] || fail "more than one line"
   echo "$err" | grep -q "typo.yaml:$line: unknown key 'wramup' in section optim" && ok "exit 2, one line naming the key and line $line" || fail "message"
-  # Bad flags: one line, exit 2. --device cuda is one where no GPU is (a
-  # build without the CUDA backend, or no usable device).
-  cuda_case=()
-  command -v nvidia-smi >/dev/null || cuda_case=("--recipe $recipe --teachers tcp://127.0.0.1:1 --device cuda")
+  # Bad flags: one line, exit 2 (distill has no CUDA backend: distill-gpu does).
   for args in "--bogus 1" "--recipe $recipe" "--recipe $recipe --teachers tcp://127.0.0.1:1 --rank 3" \
               "--recipe $recipe --teachers tcp://127.0.0.1:1 --metrics-port 70000" \
               "--recipe /nonexistent.yaml --teachers tcp://127.0.0.1:1" \
-              "--recipe $recipe --teachers tcp://127.0.0.1:1 --device tpu" "${cuda_case[@]}"; do
+              "--recipe $recipe --teachers tcp://127.0.0.1:1 --device tpu" \
+              "--recipe $recipe --teachers tcp://127.0.0.1:1 --device cuda"; do
     # shellcheck disable=SC2086
     err=$("$distill" student $args --out "$work/typo" 2>&1) && rc=0 || rc=$?
     [ $rc = 2 ] && [ "$(echo "$err" | wc -l)" = 1 ] && ok "student $args: exit 2: $err" || fail "student $args: exit $rc: $err"
@@ -247,6 +248,35 @@ teacher)
   rc=0; wait "$sp" || rc=$?
   [ $rc = 0 ] || fail "student exit $rc after the teacher's restart"
   ok "teacher killed after step $k and restarted: the student finished"
+  same_losses "$out" && ok "the reference losses" || fail "losses differ"
+  ;;
+second)
+  out=$work/second
+  rm -rf "$out"
+  start_teacher 15619
+  first_pid=$teacher_pid
+  kill -STOP "$first_pid"
+  # The student knows both endpoints from the start; the second has no teacher yet.
+  "$distill" student --recipe "$recipe" --teachers "tcp://127.0.0.1:15619,tcp://127.0.0.1:15620" --out "$out" \
+    --heartbeat-ms 100 --dead-after-ms 500 --quiet &
+  sp=$!
+  pids+=("$sp")
+  advance_to "$out" 10 || fail "no progress with the first teacher alone"
+  k=$(steps_done "$out")
+  "$distill" teacher --synthetic 16,4 --block-size 4 --crops 2 --bind tcp://127.0.0.1:15620 \
+    --heartbeat-ms 100 --dead-after-ms 1000 --quiet > "$work/second-teacher.out" &
+  second_pid=$!
+  pids+=("$second_pid")
+  sleep 0.5
+  kill -CONT "$first_pid"
+  rc=0; wait "$sp" || rc=$?
+  [ $rc = 0 ] || fail "student exit $rc"
+  [ "$(steps_done "$out")" -eq 40 ] || fail "$(steps_done "$out") steps"
+  kill -TERM "$second_pid"
+  wait "$second_pid" || true
+  served=$(sed -n 's/.*blocks_served=\([0-9]*\).*/\1/p' "$work/second-teacher.out")
+  [ "${served:-0}" -gt 0 ] || fail "the second teacher served no block: $(cat "$work/second-teacher.out")"
+  ok "second teacher started after step $k served $served blocks"
   same_losses "$out" && ok "the reference losses" || fail "losses differ"
   ;;
 metrics)

@@ -88,8 +88,41 @@ static void check_refusals(void) {
         r.model.dim);
 }
 
+// File paths are relative to the recipe's folder; absolute ones and the
+// dataset spec stay as written.
+static void check_paths(void) {
+  const char *text = "data:\n  dataset: folder:rel/images\nmodel:\n  size: small\ntrain:\n  targets: prototypes\n"
+                     "  teacher_heads: heads.safetensors\n  batch: 32\n  steps: 2\nteacher:\n"
+                     "  weights: ../models/b.safetensors\n  heads: /abs/h.safetensors\n";
+  const struct { const char *recipe, *heads, *weights; } want[] = {
+      {"cfg/r.yaml", "cfg/heads.safetensors", "cfg/../models/b.safetensors"},
+      {"/r.yaml", "/heads.safetensors", "/../models/b.safetensors"},
+      {"r.yaml", "heads.safetensors", "../models/b.safetensors"},
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+    dl_recipe r;
+    dl_err err = {{0}};
+    int rc = dl_recipe_parse(want[i].recipe, (const uint8_t *)text, strlen(text), &r, &err);
+    rc = rc ? rc : dl_recipe_resolve_paths(&r, want[i].recipe, &err);
+    CHECK(rc == 0 && !strcmp(r.train.teacher_heads, want[i].heads) && !strcmp(r.teacher.weights, want[i].weights) &&
+              !strcmp(r.teacher.heads, "/abs/h.safetensors") && !strcmp(r.dataset, "folder:rel/images"),
+          "recipe %s: teacher_heads -> %s, teacher.weights -> %s, absolute heads and the dataset unchanged%s%s",
+          want[i].recipe, r.train.teacher_heads, r.teacher.weights, rc ? ": " : "", rc ? err.msg : "");
+  }
+  char long_dir[DL_RECIPE_PATH_MAX + 8];
+  memset(long_dir, 'd', sizeof long_dir - 8);
+  strcpy(long_dir + sizeof long_dir - 8, "/r.yaml");
+  dl_recipe r;
+  dl_err err = {{0}};
+  int rc = dl_recipe_parse("r.yaml", (const uint8_t *)text, strlen(text), &r, &err);
+  rc = rc ? rc : dl_recipe_resolve_paths(&r, long_dir, &err);
+  CHECK(rc == -1 && !strncmp(err.msg, "teacher.weights: the path joined to the recipe's folder is longer", 64),
+        "a joined path over the limit is refused: %.80s...", err.msg);
+}
+
 int main(void) {
   check_family();
   check_refusals();
+  check_paths();
   return dl_test_summary("test_recipe_student");
 }

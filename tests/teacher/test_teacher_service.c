@@ -46,7 +46,9 @@ static pid_t start_teacher(const char *recipe, const char *log) {
   return proc_start(args, log);
 }
 
-static dl_student_client *client(const char *group, uint32_t res, uint64_t blocks, int window) {
+// patience_ms: how long a silent teacher or an unanswered request is waited
+// for before failover or re-request.
+static dl_student_client *client(const char *group, uint32_t res, uint64_t blocks, int window, int patience_ms) {
   const char *teachers[1] = {g_endpoint};
   dl_student_config c;
   dl_student_config_defaults(&c);
@@ -57,8 +59,8 @@ static dl_student_client *client(const char *group, uint32_t res, uint64_t block
   c.window = window;
   c.resolution = res;
   c.heartbeat_ms = 100;
-  c.dead_after_ms = 1000;
-  c.request_timeout_ms = 5000;
+  c.dead_after_ms = patience_ms;
+  c.request_timeout_ms = 5 * patience_ms;
   c.quiet = true;
   dl_err err;
   dl_student_client *s = dl_student_client_create(&c, &err);
@@ -144,7 +146,7 @@ static void test_features(void) {
   pid_t t = start_teacher(recipe, log);
   const int res[2] = {56, 70};  // the recipe's size, and another one a request names
   for (int r = 0; r < 2; r++) {
-    dl_student_client *c = client(r ? "hires" : "base", (uint32_t)res[r], 3, 2);
+    dl_student_client *c = client(r ? "hires" : "base", (uint32_t)res[r], 3, 2, 1000);
     for (int k = 0; c && k < 3; k++) {
       dl_target_block b;
       if (!next_block(c, &b)) {
@@ -167,7 +169,7 @@ static void test_prototypes(const char *kind) {
   snprintf(log, sizeof log, "%s/teacher-%s.log", g_dir, kind);
   write_recipe(recipe, kind);
   pid_t t = start_teacher(recipe, log);
-  dl_student_client *c = client("proto", 56, 1, 1);
+  dl_student_client *c = client("proto", 56, 1, 1, 1000);
   dl_target_block b;
   dl_head dino, ibot;
   dl_err err;
@@ -221,7 +223,7 @@ static void test_sigkill_restart(void) {
   snprintf(log, sizeof log, "%s/teacher-restart.log", g_dir);
   pid_t t = start_teacher(recipe, log);
   enum { kBlocks = 10 };
-  dl_student_client *c = client("restart", 56, kBlocks, 2);
+  dl_student_client *c = client("restart", 56, kBlocks, 2, 1000);
   int got = 0, in_order = 1;
   dl_target_block b, last = {0};
   while (c && got < kBlocks && next_block(c, &b)) {
@@ -253,7 +255,10 @@ static void test_two_groups_share(void) {
   unlink(log);
   pid_t t = start_teacher(recipe, log);
   enum { kBlocks = 8 };
-  dl_student_client *a = client("small", 56, kBlocks, 2), *b = client("large", 56, kBlocks, 2);
+  // The test polls one group at a time, so the other hears no heartbeat
+  // meanwhile; on a loaded machine a 1 s patience would declare the teacher
+  // dead and re-request, serving a block twice to one group.
+  dl_student_client *a = client("small", 56, kBlocks, 2, 30000), *b = client("large", 56, kBlocks, 2, 30000);
   int got[2] = {0, 0};
   for (int k = 0; a && b && k < kBlocks; k++) {
     dl_target_block x;

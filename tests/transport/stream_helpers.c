@@ -132,3 +132,10 @@ void test_teacher_stop(test_teacher *t, dl_teacher_metrics *m) {
   if (m) *m = dl_teacher_server_metrics(t->server);
   dl_teacher_server_destroy(t->server);
 }
+
+int test_wait_progress(test_rank *ranks, int n, uint64_t target, double timeout_s) {
+  double end = dl_now_seconds() + timeout_s;
+  while (test_progress(ranks, n) < target)
+    if (dl_now_seconds() > end) return 0; else test_sleep(0.005);
+  return 1;
+}

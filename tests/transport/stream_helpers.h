@@ -52,6 +52,8 @@ void test_teacher_stop(test_teacher *t, dl_teacher_metrics *m);
 
 // Sum of progress over ranks.
 uint64_t test_progress(test_rank *ranks, int n);
+// Waits until the n ranks delivered target blocks together: 1, or 0 after timeout_s.
+int test_wait_progress(test_rank *ranks, int n, uint64_t target, double timeout_s);
 void test_sleep(double seconds);
 
 #endif

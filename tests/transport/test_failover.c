@@ -3,8 +3,6 @@
 // no block missing or duplicated; restarted, it rejoins and takes its share.
 // The teachers are real `distill teacher` processes on ipc:// endpoints.
 #include <signal.h>
-#include <fcntl.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,47 +12,10 @@
 #include "common/timing.h"
 #include "tests/harness.h"
 #include "tests/transport/stream_helpers.h"
+#include "tests/transport/teacher_process.h"
 #include "transport/rendezvous.h"
 
-extern char **environ;
 enum { kBlocks = 2000, kRanks = 2 };
-
-static pid_t spawn_teacher(const char *endpoint, const char *id, const char *out_path) {
-  char *argv[] = {(char *)DISTILL_BIN, "teacher", "--synthetic", "16,4", "--block-size", "4",
-                  "--crops", "2", "--bind", (char *)endpoint, "--id", (char *)id,
-                  "--heartbeat-ms", "100", "--dead-after-ms", "500", "--quiet", NULL};
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 1, out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid;
-  int rc = posix_spawn(&pid, DISTILL_BIN, &fa, NULL, argv, environ);
-  posix_spawn_file_actions_destroy(&fa);
-  return rc == 0 ? pid : -1;
-}
-
-// Stops a teacher with SIGTERM and reads "computed=N" from its metrics line.
-static long stop_teacher(pid_t pid, const char *out_path) {
-  kill(pid, SIGTERM);
-  int status;
-  waitpid(pid, &status, 0);
-  FILE *f = fopen(out_path, "r");
-  if (!f) return -1;
-  char line[4096];
-  long computed = -1;
-  while (fgets(line, sizeof line, f)) {
-    const char *p = strstr(line, " computed=");
-    if (p) computed = atol(p + 10);
-  }
-  fclose(f);
-  return computed;
-}
-
-static int wait_progress(test_rank *ranks, uint64_t target, double timeout_s) {
-  double end = dl_now_seconds() + timeout_s;
-  while (test_progress(ranks, kRanks) < target)
-    if (dl_now_seconds() > end) return 0; else test_sleep(0.005);
-  return 1;
-}
 
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
@@ -62,8 +23,8 @@ int main(void) {
   const char *ids[2] = {"teacher-a", "teacher-b"};
   for (int i = 0; i < 2; i++) snprintf(ep[i], sizeof ep[i], "ipc:///tmp/distill-failover-%d-%d", (int)getpid(), i);
   for (int i = 0; i < 3; i++) snprintf(out[i], sizeof out[i], "/tmp/distill-failover-%d-%d.out", (int)getpid(), i);
-  pid_t a = spawn_teacher(ep[0], ids[0], out[0]);
-  pid_t b = spawn_teacher(ep[1], ids[1], out[1]);
+  pid_t a = test_teacher_spawn(DISTILL_BIN, ep[0], ids[0], out[0], NULL);
+  pid_t b = test_teacher_spawn(DISTILL_BIN, ep[1], ids[1], out[1], NULL);
   CHECK(a > 0 && b > 0, "two teachers started (%s, %s)", ep[0], ep[1]);
 
   // How rendezvous hashing splits this stream between the two ids.
@@ -79,18 +40,18 @@ int main(void) {
     ranks[r].seconds_per_block = 0.002;  // about 2 s of stream, so the kill lands mid-way
     test_rank_start(&ranks[r]);
   }
-  CHECK(wait_progress(ranks, kBlocks / 4, 20), "a quarter of the stream arrived before the kill");
+  CHECK(test_wait_progress(ranks, kRanks, kBlocks / 4, 20), "a quarter of the stream arrived before the kill");
   kill(a, SIGKILL);
   waitpid(a, NULL, 0);
   uint64_t at_kill = test_progress(ranks, kRanks);
   printf("killed teacher-a (SIGKILL) at %llu blocks delivered\n", (unsigned long long)at_kill);
-  CHECK(wait_progress(ranks, kBlocks / 2, 20), "the stream went on past half without teacher-a");
+  CHECK(test_wait_progress(ranks, kRanks, kBlocks / 2, 20), "the stream went on past half without teacher-a");
   uint64_t at_restart = test_progress(ranks, kRanks);
-  a = spawn_teacher(ep[0], ids[0], out[2]);
+  a = test_teacher_spawn(DISTILL_BIN, ep[0], ids[0], out[2], NULL);
   printf("restarted teacher-a at %llu blocks delivered\n", (unsigned long long)at_restart);
   for (int r = 0; r < kRanks; r++) test_rank_join(&ranks[r]);
-  long computed_a2 = stop_teacher(a, out[2]);
-  long computed_b = stop_teacher(b, out[1]);
+  long computed_a2 = test_teacher_terminate(a, out[2]);
+  long computed_b = test_teacher_terminate(b, out[1]);
   printf("teacher-b computed %ld blocks; restarted teacher-a computed %ld\n", computed_b, computed_a2);
 
   uint64_t deaths = 0, restarts = 0, failovers = 0;

@@ -9,6 +9,7 @@
 #include "tests/harness.h"
 #include "transport/block_cache.h"
 #include "transport/codec.h"
+#include "transport/curve.h"
 #include "transport/encoded_block.h"
 #include "transport/envelope.h"
 #include "transport/rendezvous.h"
@@ -231,7 +232,31 @@ static void test_shared_payload(void) {
   zmq_ctx_term(ctx);
 }
 
+// '#' is a z85 digit: keys holding it are keys, not comments.
+static void test_allow_list(void) {
+  const char *path = "/tmp/distill-allow-list-test.txt";
+  const char *with_hash = "Y5OBYWU{Na3g}%gAApG@R#P$mtB041ErpMnD-mDh", *hash_end = "La4y>1:438fv1xp-l}T%3SJtn)UhaupR(0*i}z0#";
+  FILE *f = fopen(path, "w");
+  fprintf(f, "# students of the vits14 group\n\n  %s\n%s   # a trailing comment\n#short comment\n", with_hash, hash_end);
+  fclose(f);
+  dl_curve_key *keys = NULL;
+  int n = 0;
+  dl_err err;
+  int rc = dl_curve_read_allow_list(path, &keys, &n, &err);
+  CHECK(rc == 0 && n == 2 && !strcmp(keys[0].z85, with_hash) && !strcmp(keys[1].z85, hash_end),
+        "allow-list: keys holding '#' read as keys, comments skipped (%d keys%s%s)", n,
+        rc ? ": " : "", rc ? err.msg : "");
+  free(keys);
+  f = fopen(path, "w");
+  fprintf(f, "%.39s\n", with_hash);
+  fclose(f);
+  rc = dl_curve_read_allow_list(path, &keys, &n, &err);
+  CHECK(rc == -1, "allow-list: a 39-digit key is refused (%s)", rc ? err.msg : "accepted");
+  remove(path);
+}
+
 int main(void) {
+  test_allow_list();
   test_shared_payload();
   test_xxhash64();
   test_codecs();
