@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # bench/run transport: one synthetic teacher serving 3 student groups over
 # loopback TCP with 1 MiB blocks (f32, no zstd: the payload rate of the
-# transport itself), then the codecs' encode+decode rate on one core.
-# Prints payload GB/s, blocks/s and codec MB/s; the last line is gbps=X.
+# transport itself), then the codecs' encode+decode rate and the payload
+# checksums' rate on one core.
+# Prints payload GB/s, blocks/s and codec MB/s; the last line is gbps=X
+# (payload gigabytes, 10^9 bytes, per second: not gigabits).
 # The teacher keeps a 256 MiB cache: the groups run in step, so a block is
 # computed once and its memory recycled after all three have it.
 # Uses the binaries in build/ (scripts/build first).
@@ -47,7 +49,7 @@ bytes=$(sum_field payload_bytes)
 nblocks=$(sum_field delivered)
 secs=$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')
 grep -o 'computed=[0-9]*' "$tmp/teacher.out" | sed 's/^/teacher /'
-echo "codec throughput, one core, 1 MiB float32 tensor (MB of float32 per second):"
+echo "codec and checksum throughput, one core, 1 MiB float32 tensor (MB of float32 per second):"
 "$codec_bench"
 awk -v by="$bytes" -v n="$nblocks" -v s="$secs" 'BEGIN {
   printf "payload_bytes=%.0f blocks=%d seconds=%.3f blocks_per_s=%.0f\n", by, n, s, n / s

@@ -1,13 +1,33 @@
 // Codec throughput for bench/transport.sh: encode + decode of a 1 MiB float32
 // tensor (1024 tokens x 256) on one thread, per codec and zstd level. Prints
 // "codec=NAME zstd=L encode_mbps=X decode_mbps=Y roundtrip_mbps=Z bytes_per_value=B"
-// in MB (10^6 bytes) of float32 input per second per core.
+// in MB (10^6 bytes) of float32 input per second per core, then the rate of
+// the two BLOCK payload checksums over the same tensor (the student verifies
+// one per block): "checksum=NAME mbps=X".
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "common/timing.h"
 #include "transport/codec.h"
+#include "transport/crc32c.h"
 #include "transport/synthetic.h"
+#include "transport/xxhash64.h"
+
+// MB per second of one checksum over n bytes: the fastest of at least 0.25 s
+// of repeats, so that time spent descheduled on a shared machine is left out.
+static double checksum_mbps(int crc, const void *data, size_t n) {
+  double total = 0, best = 1e9;
+  volatile uint64_t sink = 0;
+  for (int reps = 0; total < 0.25 || reps < 3; reps++) {
+    double t0 = dl_now_seconds();
+    sink += crc ? dl_crc32c(0, data, n) : dl_xxhash64(data, n, 0);
+    double t = dl_now_seconds() - t0;
+    total += t;
+    if (t < best) best = t;
+  }
+  (void)sink;
+  return (double)n / best / 1e6;
+}
 
 int main(void) {
   enum { R = 1024, C = 256 };
@@ -42,6 +62,9 @@ int main(void) {
              mb * reps / (enc + dec), (double)w.wire_bytes / ((double)R * C));
       free(buf);
     }
+  const size_t bytes = (size_t)R * C * sizeof(float);
+  printf("checksum=crc32c mbps=%.0f\n", checksum_mbps(1, x, bytes));
+  printf("checksum=xxhash64 mbps=%.0f\n", checksum_mbps(0, x, bytes));
   free(x);
   free(y);
   return 0;

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "transport/crc32c.h"
 #include "transport/xxhash64.h"
 
 int dl_codec_spec_parse(const char *s, dl_codec_spec *out, dl_err *err) {
@@ -51,6 +52,8 @@ uint64_t dl_block_checksum(const Distill__Block *msg, const uint8_t *payload, si
     seed = dl_xxhash64(f, sizeof f, seed);
     seed = dl_xxhash64(t->name, strlen(t->name), seed);
   }
+  if (msg->checksum_kind == DISTILL__CHECKSUM_KIND__CHECKSUM_CRC32C)
+    return dl_crc32c((uint32_t)(seed ^ (seed >> 32)), payload, n);
   return dl_xxhash64(payload, n, seed);
 }
 
@@ -78,6 +81,7 @@ dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec 
   e->first_sample = b->first_sample;
   e->num_samples = b->num_samples;
   e->ntensors = b->ntensors;
+  e->checksum_kind = DISTILL__CHECKSUM_KIND__CHECKSUM_CRC32C;
   e->payload = dl_malloc(bound);
   size_t off = 0;
   for (int i = 0; i < b->ntensors; i++) {
@@ -122,6 +126,7 @@ void dl_encoded_block_to_msg(const dl_encoded_block *e, Distill__Block *msg,
   msg->first_sample = e->first_sample;
   msg->num_samples = e->num_samples;
   msg->checksum = e->checksum;
+  msg->checksum_kind = (Distill__ChecksumKind)e->checksum_kind;
   msg->payload_bytes = e->payload_bytes;
   msg->n_tensors = (size_t)e->ntensors;
   msg->tensors = st->ptrs;
@@ -174,6 +179,7 @@ dl_encoded_block *dl_encoded_block_from_msg(const Distill__Block *msg, const uin
   e->first_sample = msg->first_sample;
   e->num_samples = msg->num_samples;
   e->checksum = msg->checksum;
+  e->checksum_kind = (int)msg->checksum_kind;
   e->ntensors = (int)msg->n_tensors;
   for (size_t i = 0; i < msg->n_tensors; i++) {
     snprintf(e->tensors[i].name, DL_TENSOR_NAME_MAX, "%s", msg->tensors[i]->name);

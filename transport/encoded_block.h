@@ -41,6 +41,7 @@ typedef struct dl_encoded_block {
   uint64_t first_sample;
   uint32_t num_samples;
   uint64_t checksum;    // dl_block_checksum
+  int checksum_kind;    // Distill__ChecksumKind: CRC32C for blocks encoded here
   size_t raw_bytes;     // float32 bytes before the codecs
   int ntensors;
   dl_encoded_tensor tensors[DL_MAX_TENSORS];
@@ -71,8 +72,9 @@ uint8_t *dl_encoded_block_pack_envelope(const dl_encoded_block *e, size_t *n);
 dl_encoded_block *dl_encoded_block_from_msg(const Distill__Block *msg, const uint8_t *payload,
                                             size_t n, dl_err *err);
 
-// xxHash64 of the payload, seeded with a hash of the block's metadata (ids,
-// sample range, tensor names, codecs, shapes, offsets).
+// The checksum of the payload that msg->checksum_kind names (CRC32C, or
+// xxHash64 in blocks stored before it), seeded with an xxHash64 of the
+// block's metadata (ids, sample range, tensor names, codecs, shapes, offsets).
 uint64_t dl_block_checksum(const Distill__Block *msg, const uint8_t *payload, size_t n);
 
 // Verifies the checksum of payload against msg and decodes every tensor into

@@ -44,6 +44,9 @@ static int validate_block(const Distill__Block *b, dl_err *err) {
     return dl_fail(err, "BLOCK with %zu tensors (1..%d allowed)", b->n_tensors, DL_MAX_TENSORS);
   if (b->num_samples == 0 || b->num_samples > (1u << 20))
     return dl_fail(err, "BLOCK with %u samples", b->num_samples);
+  if (b->checksum_kind != DISTILL__CHECKSUM_KIND__CHECKSUM_XXHASH64 &&
+      b->checksum_kind != DISTILL__CHECKSUM_KIND__CHECKSUM_CRC32C)
+    return dl_fail(err, "BLOCK with checksum kind %d", (int)b->checksum_kind);
   uint64_t values = 0;
   for (size_t i = 0; i < b->n_tensors; i++) {
     const Distill__TensorInfo *t = b->tensors[i];

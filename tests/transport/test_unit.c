@@ -1,4 +1,4 @@
-// Unit tests of the transport's pieces: xxHash64, codecs, codec specs,
+// Unit tests of the transport's pieces: xxHash64, CRC32C, codecs, codec specs,
 // envelopes, block checksums, the LRU cache, rendezvous hashing.
 #include <math.h>
 #include <stdio.h>
@@ -9,6 +9,7 @@
 #include "tests/harness.h"
 #include "transport/block_cache.h"
 #include "transport/codec.h"
+#include "transport/crc32c.h"
 #include "transport/curve.h"
 #include "transport/encoded_block.h"
 #include "transport/envelope.h"
@@ -43,6 +44,33 @@ static void test_xxhash64(void) {
   for (size_t n = 1; n <= sizeof buf; n += 13, lens++)
     agree += (uint32_t)dl_xxhash64(buf, n, 0) == zstd_xxh64_low32(buf, n);
   CHECK(agree == lens, "xxh64 agrees with zstd's frame checksum on %d of %d lengths", agree, lens);
+}
+
+// The fast paths (folding, the crc32 instruction) against the bit-at-a-time
+// definition: every length up to 1200 at three alignments (the folding path
+// starts at 256 bytes), a 1 MiB buffer, and a message checksummed in pieces.
+static void test_crc32c(void) {
+  CHECK(dl_crc32c(0, "123456789", 9) == 0xE3069283u, "crc32c(\"123456789\") = %08x (check value e3069283)",
+        dl_crc32c(0, "123456789", 9));
+  size_t big = 1 << 20;
+  uint8_t *buf = malloc(big + 3);
+  uint64_t x = 88172645463325252ull;
+  for (size_t i = 0; i < big + 3; i++) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    buf[i] = (uint8_t)x;
+  }
+  int agree = 0, cases = 0;
+  for (size_t n = 0; n <= 1200; n++)
+    for (size_t off = 0; off < 3; off++, cases++)
+      agree += dl_crc32c((uint32_t)n, buf + off, n) == dl_crc32c_reference((uint32_t)n, buf + off, n);
+  CHECK(agree == cases, "crc32c agrees with the reference on %d of %d lengths and alignments", agree, cases);
+  uint32_t whole = dl_crc32c(7, buf + 1, big);
+  CHECK(whole == dl_crc32c_reference(7, buf + 1, big), "crc32c of 1 MiB agrees with the reference (%08x)", whole);
+  uint32_t pieces = dl_crc32c(dl_crc32c(dl_crc32c(7, buf + 1, 1000), buf + 1001, 300000), buf + 301001, big - 301000);
+  CHECK(pieces == whole, "crc32c in three pieces equals crc32c of the whole");
+  buf[12345] ^= 4;
+  CHECK(dl_crc32c(7, buf + 1, big) != whole, "a one-bit change in 1 MiB changes it");
+  free(buf);
 }
 
 static void test_codecs(void) {
@@ -126,6 +154,21 @@ static void test_envelopes(void) {
   d->block->block = 4;
   CHECK(dl_decode_block_msg(d->block, e->payload, e->payload_bytes, &tb, &err) != 0,
         "the same payload under another block id fails: %s", err.msg);
+  d->block->block = 3;
+  CHECK(d->block->checksum_kind == DISTILL__CHECKSUM_KIND__CHECKSUM_CRC32C && d->block->checksum >> 32 == 0,
+        "blocks are encoded with a CRC32C checksum (%016llx)", (unsigned long long)d->block->checksum);
+  // A block stored before CRC32C (kind xxHash64) still verifies, and only under its own kind.
+  d->block->checksum_kind = DISTILL__CHECKSUM_KIND__CHECKSUM_XXHASH64;
+  CHECK(dl_decode_block_msg(d->block, e->payload, e->payload_bytes, &tb, &err) != 0,
+        "the CRC32C value presented as xxHash64 fails: %s", err.msg);
+  d->block->checksum = dl_block_checksum(d->block, e->payload, e->payload_bytes);
+  CHECK(dl_decode_block_msg(d->block, e->payload, e->payload_bytes, &tb, &err) == 0,
+        "a block checksummed with xxHash64 decodes");
+  dl_target_block_free(&tb);
+  e->payload[1] ^= 1;
+  CHECK(dl_decode_block_msg(d->block, e->payload, e->payload_bytes, &tb, &err) != 0,
+        "and fails with one payload bit changed: %s", err.msg);
+  e->payload[1] ^= 1;
   dl_envelope_free(d);
   int caught = 0;
   for (size_t i = 0; i < n; i++) {
@@ -259,6 +302,7 @@ int main(void) {
   test_allow_list();
   test_shared_payload();
   test_xxhash64();
+  test_crc32c();
   test_codecs();
   test_codec_spec();
   test_envelopes();

@@ -1,6 +1,8 @@
 // Writes the fuzzers' starting inputs (tests/transport/fuzz/seeds/*): real
 // envelopes, encoded tensors and a small target store. Run by hand when the
 // formats change: build/tests/transport_make_fuzz_seeds tests/transport/fuzz/seeds
+// (the seeds named xxhash64-* are kept from before CRC32C block checksums:
+// BLOCKs of checksum kind xxHash64, as old target stores hold them).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
