@@ -10,6 +10,7 @@
 
 #include "model/losses.h"
 #include "recipe/recipe.h"
+#include "student/reduce.h"
 #include "transport/curve.h"
 
 typedef struct dl_student_options {
@@ -19,7 +20,9 @@ typedef struct dl_student_options {
   int nteachers;
   int rank, world;
   dl_reduce reduce;               // the group's sums (student/reduce.h); fn NULL with one rank
+  dl_group *ranks;                // the group itself: rank 0 sends its checkpoint at resume (world > 1)
   const char *resume;             // NULL: fresh start, "auto": the checkpoint folder's newest usable, else a file
+                                  // (with world > 1 rank 0's choice is every rank's: checkpoint_share.h)
   const char *out_dir;
   const char *group;              // the student group's name (default: the out folder's name)
   int heartbeat_ms, dead_after_ms;
