@@ -139,20 +139,6 @@ int cmd_student(int argc, char **argv) {
 
   char *list = strdup(teachers), *save = NULL, *out_copy = strdup(out);
   if (!group) group = basename(out_copy);
-  if (group_addr && world > 1) {
-    // Every rank must train the same recipe text: its hash is in the hello.
-    const dl_group_hello me = {.rank = rank, .world = world, .group = group,
-                               .recipe_hash = dl_xxhash64(text, strlen(text), 0)};
-    const int joined = dl_group_join_tcp(&ranks, group_addr, &me, group_timeout_s, &err);
-    if (joined == DL_GROUP_REFUSED) dl_die_input("student: %s", err.msg);
-    if (joined) {  // unreachable or timed out: the launcher may try again
-      fprintf(stderr, "distill: student: %s\n", err.msg);
-      free(list);
-      free(out_copy);
-      free(text);
-      return 1;
-    }
-  }
   const char *eps[DL_MAX_TEACHERS];
   int n = 0;
   for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -164,11 +150,27 @@ int cmd_student(int argc, char **argv) {
   }
   if (n == 0) dl_die_input("student: --teachers names no endpoint");
 
+  // SIGTERM/SIGINT from here on: a clean stop (while the group forms, too).
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  if (group_addr && world > 1) {
+    // Every rank must train the same recipe text: its hash is in the hello.
+    const dl_group_hello me = {.rank = rank, .world = world, .group = group,
+                               .recipe_hash = dl_xxhash64(text, strlen(text), 0)};
+    const int joined = dl_group_join_tcp(&ranks, group_addr, &me, group_timeout_s, &g_stop, &err);
+    if (joined == DL_GROUP_REFUSED) dl_die_input("student: %s", err.msg);
+    if (joined) {  // unreachable or timed out (the launcher may try again), or SIGTERM: nothing to save
+      fprintf(stderr, "distill: student: %s\n", err.msg);
+      free(list);
+      free(out_copy);
+      free(text);
+      return joined == DL_GROUP_STOPPED ? 0 : 1;
+    }
+  }
+
   dl_student_options o = {.recipe = &recipe, .recipe_text = text, .teachers = eps, .nteachers = n, .rank = rank,
                           .world = world, .reduce = dl_group_reduce(&ranks), .ranks = &ranks, .resume = resume, .out_dir = out, .group = group,
                           .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop,

@@ -1,6 +1,7 @@
 #include "student/group_tcp.h"
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,13 +127,23 @@ static void judge(const dl_group_hello *me, const dl_group_hello *h, char *why, 
              h->rank, (unsigned long long)h->recipe_hash, (unsigned long long)me->recipe_hash);
 }
 
-static int host_group(dl_group_tcp *g, int port, const dl_group_hello *me, double deadline, dl_err *err) {
+static bool stopped(const volatile sig_atomic_t *stop) { return stop && *stop; }
+
+static int host_group(dl_group_tcp *g, int port, const dl_group_hello *me, double deadline,
+                      const volatile sig_atomic_t *stop, dl_err *err) {
   int lfd = dl_tcp_listen(port, err);
   if (lfd < 0) return -1;
   int joined = 0, refused = 0;
   while (joined < g->world - 1) {
     char peer[96], name[NAME_MAX_BYTES + 1], why[700];
-    int fd = dl_tcp_accept(lfd, deadline, peer, sizeof peer, err);
+    const double slice = dl_now_seconds() + 0.5;  // a signal is noticed within half a second
+    int fd = dl_tcp_accept(lfd, slice < deadline ? slice : deadline, peer, sizeof peer, err);
+    if (fd < 0 && stopped(stop)) {
+      close(lfd);
+      dl_fail(err, "group: stopped by a signal while %d of %d ranks had joined", joined + 1, g->world);
+      return DL_GROUP_STOPPED;
+    }
+    if (fd < 0 && dl_now_seconds() < deadline) continue;
     if (fd < 0) {
       char missing[200] = "";
       for (int r = 1, n = 0; r < g->world && n < (int)sizeof missing - 12; r++)
@@ -169,8 +180,19 @@ static int host_group(dl_group_tcp *g, int port, const dl_group_hello *me, doubl
 }
 
 // One attempt of rank r > 0: 1 joined, 0 try again, -1 / DL_GROUP_REFUSED final.
+// Waits for rank 0's answer until the deadline: 1 readable, 0 not by then,
+// DL_GROUP_STOPPED.
+static int await_answer(int fd, double deadline, const volatile sig_atomic_t *stop) {
+  for (;;) {
+    struct pollfd p = {fd, POLLIN, 0};
+    if (poll(&p, 1, 500) > 0) return 1;
+    if (stopped(stop)) return DL_GROUP_STOPPED;
+    if (dl_now_seconds() >= deadline) return 0;
+  }
+}
+
 static int try_join(dl_group_tcp *g, const char *host, int port, const dl_group_hello *me, double deadline,
-                    char *last, size_t last_cap, dl_err *err) {
+                    const volatile sig_atomic_t *stop, char *last, size_t last_cap, dl_err *err) {
   dl_err e;
   int fd = dl_tcp_connect_once(host, port, &e);
   if (fd < 0) return snprintf(last, last_cap, "%s", e.msg), 0;
@@ -184,9 +206,15 @@ static int try_join(dl_group_tcp *g, const char *host, int port, const dl_group_
   put_u32(b + 24, (uint32_t)len);
   memcpy(b + 28, me->group, len);
   uint8_t reply[8];
-  const int wait_ms = (int)((deadline - dl_now_seconds()) * 1000.0) + 1;
-  if (dl_tcp_send_all(fd, b, 28 + len, 10000, g->who[0], &e) ||
-      dl_tcp_recv_all(fd, reply, sizeof reply, wait_ms > 0 ? wait_ms : 1, g->who[0], &e)) {
+  int answer = 0;
+  if (dl_tcp_send_all(fd, b, 28 + len, 10000, g->who[0], &e) == 0) answer = await_answer(fd, deadline, stop);
+  if (answer == DL_GROUP_STOPPED) {
+    close(fd);
+    dl_fail(err, "group: stopped by a signal while waiting for %s to start the group", g->who[0]);
+    return DL_GROUP_STOPPED;
+  }
+  if (answer == 0) snprintf(e.msg, sizeof e.msg, "%s did not start the group", g->who[0]);
+  if (answer == 0 || dl_tcp_recv_all(fd, reply, sizeof reply, 10000, g->who[0], &e)) {
     close(fd);  // rank 0 restarted, or is still waiting for the others when the deadline came
     return snprintf(last, last_cap, "%s", e.msg), 0;
   }
@@ -203,8 +231,8 @@ static int try_join(dl_group_tcp *g, const char *host, int port, const dl_group_
   return 1;
 }
 
-dl_group_tcp *dl_group_tcp_join(const char *addr, const dl_group_hello *me, int timeout_s, int *status,
-                                dl_err *err) {
+dl_group_tcp *dl_group_tcp_join(const char *addr, const dl_group_hello *me, int timeout_s,
+                                const volatile sig_atomic_t *stop, int *status, dl_err *err) {
   char host[256];
   int port;
   *status = -1;
@@ -214,13 +242,16 @@ dl_group_tcp *dl_group_tcp_join(const char *addr, const dl_group_hello *me, int 
   const double deadline = dl_now_seconds() + timeout_s;
   int rc = -1;
   if (me->rank == 0) {
-    rc = host_group(g, port, me, deadline, err);
+    rc = host_group(g, port, me, deadline, stop, err);
   } else {
     snprintf(g->who[0], sizeof g->who[0], "rank 0 (%s)", addr);
     char last[600] = "no attempt";
-    while ((rc = try_join(g, host, port, me, deadline, last, sizeof last, err)) == 0 && dl_now_seconds() < deadline)
+    while ((rc = try_join(g, host, port, me, deadline, stop, last, sizeof last, err)) == 0 &&
+           dl_now_seconds() < deadline && !stopped(stop))
       sleep_ms(500);
-    if (rc == 0)
+    if (rc == 0 && stopped(stop))
+      dl_fail(err, "group: stopped by a signal while trying to join %s", g->who[0]), rc = DL_GROUP_STOPPED;
+    else if (rc == 0)
       dl_fail(err, "group: could not join %s within %d s (last: %s); is rank 0 running with the same --group-addr port?",
               g->who[0], timeout_s, last), rc = -1;
     else if (rc == 1)
@@ -230,7 +261,7 @@ dl_group_tcp *dl_group_tcp_join(const char *addr, const dl_group_hello *me, int 
     *status = 0;
     return g;
   }
-  *status = rc == DL_GROUP_REFUSED ? DL_GROUP_REFUSED : -1;
+  *status = rc == DL_GROUP_REFUSED || rc == DL_GROUP_STOPPED ? rc : -1;
   dl_group_tcp_close(g);
   return NULL;
 }

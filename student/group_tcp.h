@@ -21,6 +21,7 @@
 #ifndef DISTILL_STUDENT_GROUP_TCP_H
 #define DISTILL_STUDENT_GROUP_TCP_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -36,11 +37,13 @@ typedef struct dl_group_hello {
 } dl_group_hello;
 
 #define DL_GROUP_REFUSED (-2)  // dl_group_tcp_join: the group refused this rank (or rank 0 refused all)
+#define DL_GROUP_STOPPED (-3)  // dl_group_tcp_join: *stop was set (SIGTERM) while the group formed
 
-// Forms the group; NULL with a message on failure (*status -1, or
-// DL_GROUP_REFUSED when the hellos disagree: a configuration error).
-dl_group_tcp *dl_group_tcp_join(const char *addr, const dl_group_hello *me, int timeout_s, int *status,
-                                dl_err *err);
+// Forms the group; NULL with a message on failure (*status -1,
+// DL_GROUP_REFUSED when the hellos disagree: a configuration error, or
+// DL_GROUP_STOPPED). stop (may be NULL) is looked at twice a second.
+dl_group_tcp *dl_group_tcp_join(const char *addr, const dl_group_hello *me, int timeout_s,
+                                const volatile sig_atomic_t *stop, int *status, dl_err *err);
 void dl_group_tcp_close(dl_group_tcp *g);
 
 // Element-wise sum or maximum over the ranks, in place, identical on every rank.

@@ -59,9 +59,10 @@ int dl_group_init(dl_group *g, dl_err *err) {
 #endif
 }
 
-int dl_group_join_tcp(dl_group *g, const char *addr, const dl_group_hello *me, int timeout_s, dl_err *err) {
+int dl_group_join_tcp(dl_group *g, const char *addr, const dl_group_hello *me, int timeout_s,
+                      const volatile sig_atomic_t *stop, dl_err *err) {
   int status;
-  g->tcp = dl_group_tcp_join(addr, me, timeout_s, &status, err);
+  g->tcp = dl_group_tcp_join(addr, me, timeout_s, stop, &status, err);
   if (!g->tcp) return status;
   g->rank = me->rank;
   g->world = me->world;

@@ -26,8 +26,10 @@ typedef struct dl_group {
 // -1 when mpirun started this process but the build has no MPI.
 int dl_group_init(dl_group *g, dl_err *err);
 // Makes g (a group of one from dl_group_init) rank me->rank of a TCP group
-// of me->world ranks meeting at addr; 0, -1 or DL_GROUP_REFUSED (see group_tcp.h).
-int dl_group_join_tcp(dl_group *g, const char *addr, const dl_group_hello *me, int timeout_s, dl_err *err);
+// of me->world ranks meeting at addr; 0, -1, DL_GROUP_REFUSED or
+// DL_GROUP_STOPPED when *stop was set meanwhile (see group_tcp.h).
+int dl_group_join_tcp(dl_group *g, const char *addr, const dl_group_hello *me, int timeout_s,
+                      const volatile sig_atomic_t *stop, dl_err *err);
 void dl_group_finalize(dl_group *g);
 
 // The callback for dl_train_config.reduce: element-wise sum or maximum over

@@ -26,7 +26,8 @@
 #            naming it within 15 s (both ways); a rank stopped (SIGSTOP): the
 #            other gives up after --group-timeout-s; a rank with another recipe or
 #            world size refused with a message (exit 2); nobody at rank 0's
-#            address: a clear error after --group-timeout-s
+#            address: a clear error after --group-timeout-s; SIGTERM while
+#            the group forms: exit 0 at once
 # minutes    checkpoints by time only (every 0.0002 minutes): written at the
 #            steps the clock picks, the last 2 kept with their exports
 # hires      the last 4 steps at 42 px: the switch at step 8, the 42 px
@@ -479,6 +480,20 @@ group-fault)
   [ $rc = 1 ] && [ $(( $(date +%s) - t0 )) -le 6 ] && grep -q "could not join rank 0 (127.0.0.1:15638) within 2 s" \
     "$g/alone.err" || fail "no rank 0: exit $rc"
   ok "nobody at rank 0's address: exit 1 after 2 s with the reason"
+  # SIGTERM while the group forms (kubectl delete before every pod is up):
+  # a prompt clean exit, not a wait for --group-timeout-s.
+  for r in 0 1; do
+    rank_bg 15635 15642 $r 2 "$g/term$r" --group-timeout-s 60; p=$sp
+    sleep 1
+    t0=$(date +%s.%N)
+    kill -TERM "$p"
+    rc=0; wait "$p" || rc=$?
+    dt=$(echo "$(date +%s.%N) - $t0" | bc)
+    cat "$g/term$r.err"
+    [ $rc = 0 ] && [ "$(echo "$dt < 3" | bc)" = 1 ] && grep -q "stopped by a signal" "$g/term$r.err" \
+      || fail "rank $r: SIGTERM while joining: exit $rc after $dt s"
+    ok "rank $r: SIGTERM while the group forms: exit 0 after $(printf %.1f "$dt") s"
+  done
   ;;
 minutes)
   out=$work/minutes

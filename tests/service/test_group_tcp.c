@@ -33,7 +33,7 @@ static int run_rank(int rank, int out_of_step) {
   dl_group_hello me = {.rank = rank, .world = WORLD, .group = "unit", .recipe_hash = 42};
   dl_err err;
   int status;
-  dl_group_tcp *g = dl_group_tcp_join("127.0.0.1:" PORT, &me, 20, &status, &err);
+  dl_group_tcp *g = dl_group_tcp_join("127.0.0.1:" PORT, &me, 20, NULL, &status, &err);
   CHECK(g != NULL, "rank %d joined%s%s", rank, g ? "" : ": ", g ? "" : err.msg);
   if (!g) return 1;
   if (out_of_step) {
