@@ -18,7 +18,9 @@
 #include "student/reduce.h"
 #include "student/student_model.h"
 #include "student/student_run.h"
+#include "student/tcp_io.h"
 #include "transport/student_client.h"
+#include "transport/xxhash64.h"
 
 static volatile sig_atomic_t g_stop;
 
@@ -64,8 +66,9 @@ static const dl_step_backend *step_backend(const char *device, int world) {
 int cmd_student(int argc, char **argv) {
   const char *recipe_path = NULL, *teachers = NULL, *resume = NULL, *out = "out/student", *group = NULL;
   const char *metrics_addr = "127.0.0.1", *export_init = NULL, *curve_key = NULL, *teacher_key = NULL;
-  const char *device = "cpu";
-  int rank = -1, world = -1, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0, resolve_interval_ms = 0;
+  const char *device = "cpu", *group_addr = NULL;
+  int rank = -1, world = -1, group_timeout_s = 300, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0,
+      resolve_interval_ms = 0;
   bool quiet = false;
   const dl_flag flags[] = {
       {"recipe", DL_FLAG_STRING, &recipe_path, "FILE", "the recipe (YAML; docs/recipes.md)"},
@@ -75,6 +78,12 @@ int cmd_student(int argc, char **argv) {
        "how often dns: teacher names are resolved again (default 10000)"},
       {"rank", DL_FLAG_INT, &rank, "R", "this rank in the group (default: mpirun's, else 0)"},
       {"world", DL_FLAG_INT, &world, "W", "ranks in the group (default: mpirun's, else 1)"},
+      {"group-addr", DL_FLAG_STRING, &group_addr, "HOST:PORT",
+       "form the group over TCP without mpirun: rank 0 listens on PORT, the others connect to HOST:PORT "
+       "(needs --rank and --world)"},
+      {"group-timeout-s", DL_FLAG_INT, &group_timeout_s, "S",
+       "with --group-addr: how long the ranks wait for each other to join, and for a peer in a reduction "
+       "(default 300)"},
       {"resume", DL_FLAG_STRING, &resume, "auto|FILE", "continue from the newest usable checkpoint, or from FILE"},
       {"out", DL_FLAG_STRING, &out, "DIR", "metrics.jsonl and checkpoints/ go here (default out/student)"},
       {"group", DL_FLAG_STRING, &group, "NAME", "the group's name on the wire (default: the --out folder's name)"},
@@ -91,7 +100,8 @@ int cmd_student(int argc, char **argv) {
        "write the recipe's student at its initialization (official names) and exit: the baseline for evaluations"},
   };
   const dl_command_spec spec = {
-      "student", "--recipe R --teachers EP[,EP...] [--rank r --world W] [--resume auto|PATH] [--out DIR]",
+      "student",
+      "--recipe R --teachers EP[,EP...] [--rank r --world W [--group-addr HOST:PORT]] [--resume auto|PATH] [--out DIR]",
       "Trains one rank of a student group on the teachers' targets (DESIGN.md section 6).\n"
       "Writes OUT/metrics.jsonl (one line per step) and checkpoints with EMA exports.",
       flags, (int)(sizeof flags / sizeof flags[0])};
@@ -100,16 +110,28 @@ int cmd_student(int argc, char **argv) {
   if (dl_parse_flags(&spec, argc, argv, pos, 0, &npos)) return 0;
   dl_require_flag(&spec, "recipe", recipe_path);
   if (!export_init) dl_require_flag(&spec, "teachers", teachers);
-  // Ranks of a group are MPI processes (mpirun -np W distill student ...):
-  // the gradients and the Sinkhorn-Knopp sums travel through MPI.
+  // Ranks of a group are MPI processes (mpirun -np W distill student ...) or
+  // processes that meet at rank 0's --group-addr over TCP (Kubernetes): the
+  // gradients and the Sinkhorn-Knopp sums travel through student/reduce.h.
   dl_err err;
   dl_group ranks;
   if (dl_group_init(&ranks, &err)) dl_die_input("student: %s", err.msg);
-  if ((rank >= 0 && rank != ranks.rank) || (world >= 0 && world != ranks.world))
-    dl_die_input("student: --rank/--world disagree with the launcher: this is rank %d of %d%s", ranks.rank, ranks.world,
-                 ranks.mpi ? "" : " (start the ranks of a group with mpirun -np W)");
-  rank = ranks.rank;
-  world = ranks.world;
+  if (group_addr) {
+    if (ranks.mpi) dl_die_input("student: --group-addr and mpirun both form a group: use one of them");
+    if (world < 1 || rank < 0 || rank >= world)
+      dl_die_input("student: --group-addr needs --rank R and --world W with 0 <= R < W (got rank %d, world %d)", rank,
+                   world);
+    if (group_timeout_s < 1) dl_die_input("student: --group-timeout-s must be at least 1");
+    char host[256];
+    int port;
+    if (dl_tcp_split_addr(group_addr, host, sizeof host, &port, &err)) dl_die_input("student: --group-addr %s", err.msg);
+  } else {
+    if ((rank >= 0 && rank != ranks.rank) || (world >= 0 && world != ranks.world))
+      dl_die_input("student: --rank/--world disagree with the launcher: this is rank %d of %d%s", ranks.rank,
+                   ranks.world, ranks.mpi ? "" : " (start the ranks of a group with mpirun -np W, or give --group-addr)");
+    rank = ranks.rank;
+    world = ranks.world;
+  }
   if (metrics_port < 0 || metrics_port > 65535) dl_die_input("student: --metrics-port %d is not a TCP port", metrics_port);
   if (heartbeat_ms < 0 || dead_after_ms < 0 || resolve_interval_ms < 0)
     dl_die_input("student: --heartbeat-ms, --dead-after-ms and --resolve-interval-ms must be positive");
@@ -133,6 +155,7 @@ int cmd_student(int argc, char **argv) {
   if (export_init) return export_initial_student(&recipe, text, export_init);
 
   char *list = strdup(teachers), *save = NULL, *out_copy = strdup(out);
+  if (!group) group = basename(out_copy);
   const char *eps[DL_MAX_TEACHERS];
   int n = 0;
   for (char *t = strtok_r(list, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
@@ -144,13 +167,29 @@ int cmd_student(int argc, char **argv) {
   }
   if (n == 0) dl_die_input("student: --teachers names no endpoint");
 
+  // SIGTERM/SIGINT from here on: a clean stop (while the group forms, too).
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_handler = on_signal;
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
+  if (group_addr && world > 1) {
+    // Every rank must train the same recipe text: its hash is in the hello.
+    const dl_group_hello me = {.rank = rank, .world = world, .group = group,
+                               .recipe_hash = dl_xxhash64(text, strlen(text), 0)};
+    const int joined = dl_group_join_tcp(&ranks, group_addr, &me, group_timeout_s, &g_stop, &err);
+    if (joined == DL_GROUP_REFUSED) dl_die_input("student: %s", err.msg);
+    if (joined) {  // unreachable or timed out (the launcher may try again), or SIGTERM: nothing to save
+      fprintf(stderr, "distill: student: %s\n", err.msg);
+      free(list);
+      free(out_copy);
+      free(text);
+      return joined == DL_GROUP_STOPPED ? 0 : 1;
+    }
+  }
+
   dl_student_options o = {.backend = backend, .recipe = &recipe, .recipe_text = text, .teachers = eps, .nteachers = n, .rank = rank,
-                          .world = world, .reduce = dl_group_reduce(&ranks), .resume = resume, .out_dir = out, .group = group ? group : basename(out_copy),
+                          .world = world, .reduce = dl_group_reduce(&ranks), .ranks = &ranks, .resume = resume, .out_dir = out, .group = group,
                           .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop,
                           .resolve_interval_ms = resolve_interval_ms, .curve_secret = curve_key ? &secret : NULL,
                           .curve_public = &public, .teacher_public = &teacher_public};

@@ -5,10 +5,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "common/timing.h"
 #include "data/loader.h"
 #include "student/checkpoint.h"
+#include "student/checkpoint_share.h"
 #include "student/hires.h"
 #include "student/metrics.h"
 #include "student/metrics_http.h"
@@ -39,6 +41,7 @@ typedef struct run_state {
   char ckpt_dir[1100];
   long last_ckpt_step;
   double last_ckpt_time;
+  char resumed_from[DL_CKPT_PATH_MAX];  // the checkpoint setup restored
 } run_state;
 
 static uint64_t group_blocks(const run_state *s, long steps) {
@@ -140,14 +143,14 @@ static int init_trainer(run_state *s, unsigned long long seed, dl_err *err) {
   return 0;
 }
 
-// A resumed run: the newest usable checkpoint (auto) or the named one.
+// A resumed run: the newest usable checkpoint (spec "auto") or the named one.
 // Returns 1 when one was restored, 0 when there is none, -1 on failure.
-static int resume(run_state *s, dl_err *err) {
+static int resume(run_state *s, const char *spec, dl_err *err) {
   char **paths = NULL, *one[1];
   int n;
-  const bool automatic = strcmp(s->o->resume, "auto") == 0;
+  const bool automatic = strcmp(spec, "auto") == 0;
   if (automatic) n = dl_checkpoint_candidates(s->ckpt_dir, &paths);
-  else one[0] = (char *)s->o->resume, paths = one, n = 1;
+  else one[0] = (char *)spec, paths = one, n = 1;
   int rc = 0, refused = 0;
   for (int i = 0; i < n && rc == 0; i++) {
     dl_checkpoint ck;
@@ -166,8 +169,10 @@ static int resume(run_state *s, dl_err *err) {
       } else {
         dl_vit_init_empty(&s->vit, &in->vit);
         s->global_size = in->global_size;
-        if (init_trainer(s, s->r->model.seed, err) == 0 && dl_checkpoint_restore(&ck, &s->t, err) == 0) rc = 1;
-        else if (s->have_trainer) dl_trainer_free(&s->t), s->have_trainer = false, dl_vit_free(&s->vit);
+        if (init_trainer(s, s->r->model.seed, err) == 0 && dl_checkpoint_restore(&ck, &s->t, err) == 0) {
+          rc = 1;
+          snprintf(s->resumed_from, sizeof s->resumed_from, "%s", paths[i]);
+        } else if (s->have_trainer) dl_trainer_free(&s->t), s->have_trainer = false, dl_vit_free(&s->vit);
       }
       dl_checkpoint_close(&ck);
     }
@@ -189,6 +194,26 @@ static int resume(run_state *s, dl_err *err) {
   return rc;
 }
 
+// A group resumes from rank 0's checkpoint (checkpoint_share.h); the other
+// ranks' --resume and volumes play no part. Same returns as resume().
+static int resume_group(run_state *s, dl_err *err) {
+  if (s->o->rank == 0) {
+    const int rc = s->o->resume ? resume(s, s->o->resume, err) : 0;
+    dl_err sent;
+    if (dl_checkpoint_send(s->o->ranks, rc == 1 ? s->resumed_from : NULL, rc < 0, &sent) && rc >= 0) {
+      *err = sent;
+      return -1;
+    }
+    return rc;
+  }
+  char path[DL_CKPT_PATH_MAX];
+  snprintf(path, sizeof path, "%s/resume-rank%d.safetensors", s->o->out_dir, s->o->rank);
+  int got, rc = dl_checkpoint_receive(s->o->ranks, path, &got, err);
+  if (rc == 0 && got) rc = resume(s, path, err);
+  unlink(path);
+  return rc;
+}
+
 static int setup(run_state *s, dl_err *err) {
   const dl_recipe *r = s->r;
   if (dl_recipe_rank_blocks(r, s->o->world, &s->blocks_per_rank, err)) return -1;
@@ -206,7 +231,9 @@ static int setup(run_state *s, dl_err *err) {
   }
   s->last_ckpt_step = -1;
   int resumed = 0;
-  if (s->o->resume && (resumed = resume(s, err)) < 0) return -1;
+  if (s->o->world > 1 && s->o->ranks) resumed = resume_group(s, err);
+  else if (s->o->resume) resumed = resume(s, s->o->resume, err);
+  if (resumed < 0) return -1;
   if (!resumed) {
     s->global_size = r->crops.global_size;
     dl_vit_config cfg;

@@ -11,6 +11,7 @@
 #include "model/losses.h"
 #include "model/train_step.h"
 #include "recipe/recipe.h"
+#include "student/reduce.h"
 #include "transport/curve.h"
 
 // A step on other hardware than the CPU (the CUDA step: cli/student_cuda.c).
@@ -33,7 +34,9 @@ typedef struct dl_student_options {
   int nteachers;
   int rank, world;
   dl_reduce reduce;               // the group's sums (student/reduce.h); fn NULL with one rank
+  dl_group *ranks;                // the group itself: rank 0 sends its checkpoint at resume (world > 1)
   const char *resume;             // NULL: fresh start, "auto": the checkpoint folder's newest usable, else a file
+                                  // (with world > 1 rank 0's choice is every rank's: checkpoint_share.h)
   const char *out_dir;
   const char *group;              // the student group's name (default: the out folder's name)
   int heartbeat_ms, dead_after_ms;

@@ -173,6 +173,21 @@ def check_workload(o, configmaps, distill, src):
     return volumes
 
 
+def check_group_addr(overlay, sts, c, svc, env):
+    """The ranks of a family meet at rank 0's stable DNS name under the
+    StatefulSet's headless Service (names as the overlay's namePrefix makes
+    them), on the container's `group` port, which the Service lists."""
+    fam = os.path.basename(overlay)
+    prefix = load_docs(os.path.join(overlay, "kustomization.yaml"))[0].get("namePrefix", "")
+    addr = expand(flag_value(c["args"], "--group-addr") or "", env)
+    port = {p["name"]: p["containerPort"] for p in c.get("ports", [])}.get("group")
+    want = f"{prefix}{sts['metadata']['name']}-0.{prefix}{sts['spec']['serviceName']}:{port}"
+    check(addr == want, f"overlay {fam}: --group-addr {addr} is rank 0's pod name under the Service ({want})")
+    check(svc is not None and any(p.get("targetPort") == "group" for p in svc["spec"]["ports"])
+          and svc["spec"].get("publishNotReadyAddresses") is True,
+          f"overlay {fam}: the Service lists the group port and publishes pods before they are ready")
+
+
 def check_k8s(src, distill):
     root = os.path.join(src, "deploy/k8s")
     objects, configmaps = kustomize_tree(root)
@@ -208,6 +223,7 @@ def check_k8s(src, distill):
                 svcs = [s for s in objs if s["kind"] == "Service" and s["metadata"]["name"] == o["spec"]["serviceName"]]
                 check(len(svcs) == 1 and svcs[0]["spec"].get("clusterIP") == "None",
                       f"overlay {fam}: serviceName {o['spec']['serviceName']} is a headless Service of the base")
+                check_group_addr(os.path.join(root, "overlays", fam), o, c, svcs[0] if len(svcs) == 1 else None, env)
                 teachers = flag_value(c["args"], "--teachers")
                 m = re.fullmatch(r"dns:([^:]+):(\d+)", teachers or "")
                 check(m and svc and m.group(1) == svc["metadata"]["name"] and int(m.group(2)) == tport["port"],
