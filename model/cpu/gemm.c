@@ -15,6 +15,7 @@
 
 #include <immintrin.h>
 #include <omp.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,17 +198,36 @@ static void gemm_rows(float *c, const float *a, const float *wp, int r0, int r1,
 }
 
 // The packed copy of W lives on between calls (grown when a larger one is
-// needed), one per calling thread, so that no call allocates in steady state.
-static _Thread_local float *w_pack;
-static _Thread_local size_t w_pack_cap;
+// needed), one per calling thread, so that no call allocates in steady state;
+// a thread's copy is freed when the thread ends.
+typedef struct w_pack_buf {
+  float *data;
+  size_t cap;  // floats
+} w_pack_buf;
+
+static pthread_key_t w_pack_key;
+static pthread_once_t w_pack_once = PTHREAD_ONCE_INIT;
+
+static void w_pack_free(void *p) {
+  w_pack_buf *b = p;
+  free(b->data);
+  free(b);
+}
+static void w_pack_key_init(void) { pthread_key_create(&w_pack_key, w_pack_free); }
 
 static float *w_pack_buffer(size_t floats) {
-  if (w_pack_cap < floats) {
-    free(w_pack);
-    w_pack = dl_aligned_alloc(floats * sizeof(float));
-    w_pack_cap = floats;
+  pthread_once(&w_pack_once, w_pack_key_init);
+  w_pack_buf *b = pthread_getspecific(w_pack_key);
+  if (!b) {
+    b = dl_calloc(1, sizeof *b);
+    pthread_setspecific(w_pack_key, b);
   }
-  return w_pack;
+  if (b->cap < floats) {
+    free(b->data);
+    b->data = dl_aligned_alloc(floats * sizeof(float));
+    b->cap = floats;
+  }
+  return b->data;
 }
 
 void dl_gemm_nt(float *c, const float *a, const float *w, int m, int k, int n, const dl_gemm_epilogue *ep) {
