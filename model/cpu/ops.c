@@ -8,8 +8,9 @@
 #include "model/cpu/fast_math.h"
 #include "model/cpu/gemm.h"
 
-// Our kernel where it pays: large enough for its packing to be amortized, and
-// not inside a parallel region (where OpenBLAS runs single-threaded as well).
+// Our kernel where it pays: enough rows to amortize packing all of W per call
+// (its cost relative to the multiply is about 1/m), and not inside a parallel
+// region. The packed copy of W is as large as W and kept per calling thread.
 static bool use_own_gemm(int m, int k, int n) {
   return dl_gemm_available() && !omp_in_parallel() && m >= 64 && n >= 64 && k >= 32;
 }
