@@ -63,19 +63,16 @@ static void block_forward(const dl_vit *vit, int b, forward_buffers *fb, int n, 
   dl_layernorm(fb->ln, fb->x, P(DL_P_NORM1_W), P(DL_P_NORM1_B), rows, D, LN_EPS);
   dl_linear(fb->qkv, fb->ln, P(DL_P_QKV_W), P(DL_P_QKV_B), rows, D, 3 * D);
   dl_attention(fb->attn, fb->qkv, n, t, c->heads, D / c->heads, fb->scratch);
-  dl_linear(fb->tmp, fb->attn, P(DL_P_PROJ_W), P(DL_P_PROJ_B), rows, D, D);
-  dl_residual_scaled(fb->x, fb->tmp, P(DL_P_LS1), rows, D);
+  dl_linear_residual(fb->x, fb->tmp, fb->attn, P(DL_P_PROJ_W), P(DL_P_PROJ_B), P(DL_P_LS1), rows, D, D);
   dl_layernorm(fb->ln, fb->x, P(DL_P_NORM2_W), P(DL_P_NORM2_B), rows, D, LN_EPS);
   if (c->ffn == DL_FFN_SWIGLU) {
     dl_linear(fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, 2 * F);
     dl_swiglu(fb->gated, fb->hidden, rows, F);
-    dl_linear(fb->tmp, fb->gated, P(DL_P_FC2_W), P(DL_P_FC2_B), rows, F, D);
+    dl_linear_residual(fb->x, fb->tmp, fb->gated, P(DL_P_FC2_W), P(DL_P_FC2_B), P(DL_P_LS2), rows, F, D);
   } else {
-    dl_linear(fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, F);
-    dl_gelu_inplace(fb->hidden, (size_t)rows * F);
-    dl_linear(fb->tmp, fb->hidden, P(DL_P_FC2_W), P(DL_P_FC2_B), rows, F, D);
+    dl_linear_gelu(fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, F);
+    dl_linear_residual(fb->x, fb->tmp, fb->hidden, P(DL_P_FC2_W), P(DL_P_FC2_B), P(DL_P_LS2), rows, F, D);
   }
-  dl_residual_scaled(fb->x, fb->tmp, P(DL_P_LS2), rows, D);
 #undef P
 }
 

@@ -6,8 +6,20 @@
 #include <string.h>
 
 #include "model/cpu/fast_math.h"
+#include "model/cpu/gemm.h"
+
+// Our kernel where it pays: enough rows to amortize packing all of W per call
+// (its cost relative to the multiply is about 1/m), and not inside a parallel
+// region. The packed copy of W is as large as W and kept per calling thread.
+static bool use_own_gemm(int m, int k, int n) {
+  return dl_gemm_available() && !omp_in_parallel() && m >= 64 && n >= 64 && k >= 32;
+}
 
 void dl_linear(float *y, const float *x, const float *w, const float *bias, int m, int k, int n) {
+  if (use_own_gemm(m, k, n)) {
+    dl_gemm_nt(y, x, w, m, k, n, &(dl_gemm_epilogue){.bias = bias});
+    return;
+  }
   float beta = 0.0f;
   if (bias) {
     // Starting from the bias lets sgemm add into it (beta = 1): no extra pass.
@@ -17,6 +29,30 @@ void dl_linear(float *y, const float *x, const float *w, const float *bias, int 
     beta = 1.0f;
   }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, n, k, 1.0f, x, k, w, k, beta, y, n);
+}
+
+void dl_linear_gelu(float *y, const float *x, const float *w, const float *bias, int m, int k, int n) {
+  if (use_own_gemm(m, k, n)) {
+    dl_gemm_nt(y, x, w, m, k, n, &(dl_gemm_epilogue){.bias = bias, .gelu = true});
+    return;
+  }
+  dl_linear(y, x, w, bias, m, k, n);
+  dl_gelu_inplace(y, (size_t)m * n);
+}
+
+void dl_linear_residual(float *res, float *scratch, const float *x, const float *w, const float *bias,
+                        const float *gamma, int m, int k, int n) {
+  if (use_own_gemm(m, k, n)) {
+    dl_gemm_nt(scratch, x, w, m, k, n, &(dl_gemm_epilogue){.bias = bias, .residual = res, .gamma = gamma});
+    return;
+  }
+  dl_linear(scratch, x, w, bias, m, k, n);
+  if (gamma) {
+    dl_residual_scaled(res, scratch, gamma, m, n);
+  } else {
+#pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < (size_t)m * n; i++) res[i] += scratch[i];
+  }
 }
 
 void dl_layernorm(float *y, const float *x, const float *g, const float *b, int rows, int d, float eps) {

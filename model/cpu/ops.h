@@ -1,5 +1,6 @@
-// The CPU backend's ops: float32, OpenBLAS sgemm for every matmul, OpenMP for
-// the rest. Matrices are row-major; a linear layer's weight is [out, in] as in
+// The CPU backend's ops: float32, the own AVX2/FMA sgemm (gemm.h) for large
+// linear layers and OpenBLAS sgemm for every other matmul, OpenMP for the
+// rest. Matrices are row-major; a linear layer's weight is [out, in] as in
 // PyTorch, so y = x W^T + b.
 #ifndef DISTILL_MODEL_CPU_OPS_H
 #define DISTILL_MODEL_CPU_OPS_H
@@ -8,6 +9,16 @@
 
 // y[m, n] = x[m, k] @ w[n, k]^T (+ bias[n] when bias is not NULL).
 void dl_linear(float *y, const float *x, const float *w, const float *bias, int m, int k, int n);
+
+// y = gelu(x w^T + bias), exact GELU; the activation is applied while the
+// output tile is in cache when the own sgemm runs.
+void dl_linear_gelu(float *y, const float *x, const float *w, const float *bias, int m, int k, int n);
+
+// res[m, n] += gamma[n] * (x w^T + bias) (gamma NULL: 1): a linear layer, its
+// LayerScale and the residual add in one pass over the output. scratch:
+// [m, n] floats that the call may overwrite.
+void dl_linear_residual(float *res, float *scratch, const float *x, const float *w, const float *bias,
+                        const float *gamma, int m, int k, int n);
 
 // Row-wise LayerNorm over d features: y = (x - mean) / sqrt(var + eps) * g + b.
 void dl_layernorm(float *y, const float *x, const float *g, const float *b, int rows, int d, float eps);
