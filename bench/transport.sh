@@ -3,13 +3,15 @@
 # loopback TCP with 1 MiB blocks (f32, no zstd: the payload rate of the
 # transport itself), then the codecs' encode+decode rate and the payload
 # checksums' rate on one core.
-# Prints payload GB/s, blocks/s and codec MB/s; the last line is gbps=X
+# Prints payload GB/s, blocks/s and codec MB/s; the last line is gbps=X, the
+# median of REPEATS runs
 # (payload gigabytes, 10^9 bytes, per second: not gigabits).
 # The teacher keeps a 256 MiB cache: the groups run in step, so a block is
 # computed once and its memory recycled after all three have it.
 # Uses the binaries in build/ (scripts/build first).
 #   BLOCKS=N    blocks per group (default 2000: 2000 x 1 MiB x 3 groups)
 #   PORT=P      teacher port on 127.0.0.1 (default 47555)
+#   REPEATS=N   runs; the last line is their median (default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/bin/distill
@@ -27,30 +29,42 @@ common=(--synthetic $synthetic --block-size 4 --crops 1)
 tmp=$(mktemp -d)
 trap 'kill $teacher_pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 
-"$bin" teacher "${common[@]}" --bind "$endpoint" --cache-mb 256 --quiet > "$tmp/teacher.out" &
-teacher_pid=$!
-sleep 0.3
-start=$(date +%s.%N)
-pids=()
-for g in 0 1 2; do
-  "$student" --connect "$endpoint" "${common[@]}" --group "group$g" --blocks "$blocks" \
-    --window ${WINDOW:-16} --verify-stride 997 --quiet > "$tmp/student$g.out" &
-  pids+=($!)
-done
-status=0
-for p in "${pids[@]}"; do wait "$p" || status=1; done
-end=$(date +%s.%N)
-kill -TERM $teacher_pid
-wait $teacher_pid || true
-cat "$tmp"/student*.out | grep student_result
-[ $status -eq 0 ] || { echo "bench/transport.sh: a student failed" >&2; exit 1; }
+# run_once N: one teacher and three groups, the whole stream; prints the
+# run's line and appends its gbps to $tmp/gbps.
+run_once() {
+  "$bin" teacher "${common[@]}" --bind "$endpoint" --cache-mb 256 --quiet > "$tmp/teacher.out" &
+  teacher_pid=$!
+  sleep 0.3
+  local start end status=0 pids=() g p
+  start=$(date +%s.%N)
+  for g in 0 1 2; do
+    "$student" --connect "$endpoint" "${common[@]}" --group "group$g" --blocks "$blocks" \
+      --window ${WINDOW:-16} --verify-stride 997 --quiet > "$tmp/student$g.out" &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || status=1; done
+  end=$(date +%s.%N)
+  kill -TERM $teacher_pid
+  wait $teacher_pid || true
+  [ "$1" = 1 ] && cat "$tmp"/student*.out | grep student_result
+  [ $status -eq 0 ] || { echo "bench/transport.sh: a student failed" >&2; exit 1; }
+  local bytes nblocks secs computed
+  bytes=$(sum_field payload_bytes)
+  nblocks=$(sum_field delivered)
+  secs=$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')
+  computed=$(grep -o 'computed=[0-9]*' "$tmp/teacher.out")
+  awk -v r="$1" -v by="$bytes" -v n="$nblocks" -v s="$secs" -v c="$computed" 'BEGIN {
+    printf "run %d: payload_bytes=%.0f blocks=%d seconds=%.3f blocks_per_s=%.0f teacher_%s gbps=%.2f\n", r, by, n, s, n / s, c, by / s / 1e9 }'
+  awk -v by="$bytes" -v s="$secs" 'BEGIN { printf "%.4f\n", by / s / 1e9 }' >> "$tmp/gbps"
+}
 sum_field() { sed -n "s/.*student_result.* $1=\([0-9]*\).*/\1/p" "$tmp"/student*.out | awk '{s += $1} END {print s}'; }
-bytes=$(sum_field payload_bytes)
-nblocks=$(sum_field delivered)
-secs=$(awk -v a="$start" -v b="$end" 'BEGIN {print b - a}')
-grep -o 'computed=[0-9]*' "$tmp/teacher.out" | sed 's/^/teacher /'
+
+# The machine is shared and one run's rate swings by 10-20 %: the figure is
+# the median of REPEATS runs (default 5), each printed.
+repeats=${REPEATS:-5}
+for r in $(seq "$repeats"); do run_once "$r"; done
 echo "codec and checksum throughput, one core, 1 MiB float32 tensor (MB of float32 per second):"
 "$codec_bench"
-awk -v by="$bytes" -v n="$nblocks" -v s="$secs" 'BEGIN {
-  printf "payload_bytes=%.0f blocks=%d seconds=%.3f blocks_per_s=%.0f\n", by, n, s, n / s
-  printf "gbps=%.2f\n", by / s / 1e9 }'
+sort -g "$tmp/gbps" | awk '{v[NR] = $1} END {
+  m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+  printf "runs=%d min=%.2f max=%.2f (payload GB/s)\ngbps=%.2f\n", NR, v[1], v[NR], m }'
