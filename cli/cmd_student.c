@@ -11,10 +11,12 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #ifdef DISTILL_HAVE_CUDA_BACKEND
+#include "cli/gpu_device.h"
 #include "cli/student_cuda.h"
 #endif
 #include "common/file_io.h"
 #include "teacher/model_io.h"
+#include "student/gpu_rank.h"
 #include "student/reduce.h"
 #include "student/student_model.h"
 #include "student/student_run.h"
@@ -45,21 +47,27 @@ static int export_initial_student(const dl_recipe *r, char *text, const char *pa
   return 0;
 }
 
-// --device: NULL for the CPU step, else the backend; bad input exits 2.
-static const dl_step_backend *step_backend(const char *device, int world) {
-  if (strcmp(device, "cpu") == 0) return NULL;
+// --device: 0 for the CPU step, else the number of CUDA devices (and this
+// rank's local rank, from which it picks one); bad input exits 2.
+static int cuda_devices(const char *device, int rank, int world, int *local_rank) {
+  if (strcmp(device, "cpu") == 0) return 0;
   if (strcmp(device, "cuda") != 0) dl_die_input("student: --device %s: use cpu or cuda", device);
 #ifdef DISTILL_HAVE_CUDA_BACKEND
   dl_err err;
-  if (dl_student_cuda_available(&err)) dl_die_input("student: --device cuda: %s", err.msg);
-  if (world > 1)
-    dl_die_input("student: --device cuda trains one rank per group for now (this group has %d): see docs/cuda.md",
-                 world);
-  return &dl_student_cuda_backend;
-#else
+  const int count = dl_gpu_device_count(&err);
+  if (count < 0) dl_die_input("student: --device cuda: %s", err.msg);
+  if (dl_local_rank(rank, local_rank, &err)) dl_die_input("student: --device cuda: %s", err.msg);
+#ifdef DISTILL_HAVE_NCCL
   (void)world;
-  dl_die_input("student: --device cuda: this binary has no CUDA backend (use distill-gpu, which a build with "
-               "-DDISTILL_CUDA=ON makes beside distill)");
+#else
+  if (world > 1)
+    dl_die_input("student: --device cuda: a group of %d ranks needs NCCL, which this build lacks (install it and "
+                 "rebuild)", world);
+#endif
+  return count;
+#else
+  (void)rank, (void)world, (void)local_rank;
+  dl_die_input("student: --device cuda: " DL_NO_CUDA_BACKEND);
 #endif
 }
 
@@ -95,7 +103,7 @@ int cmd_student(int argc, char **argv) {
       {"teacher-key", DL_FLAG_STRING, &teacher_key, "FILE", "the teachers' public key (.pub), with --curve-key"},
       {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no progress or event lines"},
       {"device", DL_FLAG_STRING, &device, "cpu|cuda",
-       "where the steps run (default cpu); cuda: the CUDA step in bf16, one rank per group for now"},
+       "where the steps run (default cpu); cuda: the CUDA step in bf16 on GPU local-rank % GPUs, NCCL in a group"},
       {"export-init", DL_FLAG_STRING, &export_init, "FILE",
        "write the recipe's student at its initialization (official names) and exit: the baseline for evaluations"},
   };
@@ -140,7 +148,8 @@ int cmd_student(int argc, char **argv) {
   if (curve_key && (dl_curve_read_key(curve_key, &secret, &err) || dl_curve_public_of(&secret, &public, &err) ||
                     dl_curve_read_key(teacher_key, &teacher_public, &err)))
     dl_die_input("student: %s", err.msg);
-  const dl_step_backend *backend = step_backend(device, world);
+  int local_rank = 0;
+  const int gpus = cuda_devices(device, rank, world, &local_rank);
 
   dl_recipe recipe;
   dl_mapped_file f;
@@ -188,6 +197,30 @@ int cmd_student(int argc, char **argv) {
     }
   }
 
+  // The GPU and, in a group, NCCL: once the group has formed (its broadcast
+  // carries rank 0's NCCL id).
+  const dl_step_backend *backend = NULL;
+#ifdef DISTILL_HAVE_CUDA_BACKEND
+  dl_student_cuda *gpu = NULL;
+  dl_step_backend cuda_backend;
+  if (gpus > 0) {
+    if (!(gpu = dl_student_cuda_open(&ranks, local_rank, gpus, &err))) {  // a rank is gone: nothing to save
+      fprintf(stderr, "distill: student: rank %d of %d: %s\n", rank, world, err.msg);
+      free(list);
+      free(out_copy);
+      free(text);
+      dl_group_finalize(&ranks);
+      return 1;
+    }
+    if (!quiet)
+      fprintf(stderr, "student: rank %d of %d (local rank %d): CUDA device %d of %d%s\n", rank, world, local_rank,
+              dl_student_cuda_device(gpu), gpus, world > 1 ? ", NCCL group formed" : "");
+    cuda_backend = dl_student_cuda_backend(gpu);
+    backend = &cuda_backend;
+  }
+#else
+  (void)gpus;
+#endif
   dl_student_options o = {.backend = backend, .recipe = &recipe, .recipe_text = text, .teachers = eps, .nteachers = n, .rank = rank,
                           .world = world, .reduce = dl_group_reduce(&ranks), .ranks = &ranks, .resume = resume, .out_dir = out, .group = group,
                           .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop,
@@ -198,6 +231,9 @@ int cmd_student(int argc, char **argv) {
   free(list);
   free(out_copy);
   free(text);
+#ifdef DISTILL_HAVE_CUDA_BACKEND
+  dl_student_cuda_close(gpu);
+#endif
   dl_group_finalize(&ranks);
   return rc;
 }

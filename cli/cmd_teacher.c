@@ -8,6 +8,10 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#ifdef DISTILL_HAVE_CUDA_BACKEND
+#include "cli/gpu_device.h"
+#include "cli/teacher_cuda.h"
+#endif
 #include "common/err.h"
 #include "recipe/recipe.h"
 #include "teacher/teacher_model.h"
@@ -34,10 +38,25 @@ static void check_range(const char *flag, int v, int lo, int hi) {
   if (v < lo || v > hi) dl_die_input("teacher: --%s must lie in [%d, %d], got %d", flag, lo, hi, v);
 }
 
+// --device: NULL for the CPU forward, else the backend; bad input exits 2.
+static const dl_forward_backend *forward_backend(const char *device, const char *recipe_path) {
+  if (strcmp(device, "cpu") == 0) return NULL;
+  if (strcmp(device, "cuda") != 0) dl_die_input("teacher: --device %s: use cpu or cuda", device);
+#ifdef DISTILL_HAVE_CUDA_BACKEND
+  if (!recipe_path) dl_die_input("teacher: --device cuda runs the recipe's model: it needs --recipe R");
+  dl_err err;
+  if (dl_gpu_device_count(&err) < 0) dl_die_input("teacher: --device cuda: %s", err.msg);
+  return &dl_teacher_cuda_backend;
+#else
+  (void)recipe_path;
+  dl_die_input("teacher: --device cuda: " DL_NO_CUDA_BACKEND);
+#endif
+}
+
 int cmd_teacher(int argc, char **argv) {
   const char *bind = "tcp://127.0.0.1:5555", *id = NULL, *synthetic = NULL, *codec = NULL;
   const char *store = NULL, *curve_key = NULL, *allow = NULL, *recipe = NULL, *weights = NULL;
-  const char *recipe_path = NULL;
+  const char *recipe_path = NULL, *device = "cpu";
   // -1 / NULL: not given (the recipe's value, else the default)
   int block_size = 32, crops = 2, zstd_level = -1, cache_mb = -1, heartbeat_ms = 1000;
   int dead_after_ms = 5000, max_msg_kb = 1024;
@@ -63,6 +82,8 @@ int cmd_teacher(int argc, char **argv) {
       {"recipe-hash", DL_FLAG_STRING, &recipe, "HEX", "refuse students whose recipe hash differs"},
       {"weights-hash", DL_FLAG_STRING, &weights, "HEX", "hash of the weights, announced in WELCOME"},
       {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no event log lines"},
+      {"device", DL_FLAG_STRING, &device, "cpu|cuda",
+       "where --recipe's forward passes run (default cpu); cuda: the backbone and heads in bf16 (distill-gpu)"},
   };
   const dl_command_spec spec = {
       "teacher", "(--recipe R | --synthetic D,P | --store DIR) [options]",
@@ -79,6 +100,7 @@ int cmd_teacher(int argc, char **argv) {
   dl_synthetic_spec syn = {0};
   dl_err err;
   if (!synthetic && !store && !recipe_path) dl_die_input("teacher: needs --recipe R, --synthetic D,P or --store DIR");
+  const dl_forward_backend *backend = forward_backend(device, recipe_path);
   if (synthetic && recipe_path) dl_die_input("teacher: --synthetic and --recipe exclude each other");
   if (synthetic && dl_synthetic_parse(synthetic, &syn, &err)) dl_die_input("teacher: %s", err.msg);
   dl_recipe rec;
@@ -119,7 +141,7 @@ int cmd_teacher(int argc, char **argv) {
   cfg.patch_tokens = syn.patches;
   dl_teacher_model model = {0};
   if (recipe_path) {
-    if (dl_teacher_model_open(&rec, &model, &err)) dl_die_input("teacher: %s", err.msg);
+    if (dl_teacher_model_open(&rec, backend, &model, &err)) dl_die_input("teacher: %s", err.msg);
     cfg.embed_dim = model.target_dim;
     cfg.patch_tokens = model.patch_tokens;
     cfg.target_kind = model.target_kind;

@@ -13,4 +13,8 @@ int cmd_pretrain(int argc, char **argv);
 int cmd_knn(int argc, char **argv);
 int cmd_linear(int argc, char **argv);
 
+// Why `distill` (built without the CUDA backend) refuses `--device cuda`.
+#define DL_NO_CUDA_BACKEND \
+  "this binary has no CUDA backend (use distill-gpu, which a build with -DDISTILL_CUDA=ON makes beside distill)"
+
 #endif

@@ -252,7 +252,7 @@ static void stop_backend(run_state *s) {
 
 static int start_backend(run_state *s, dl_err *err) {
   if (!s->o->backend) return 0;
-  s->backend = s->o->backend->start(&s->t, err);
+  s->backend = s->o->backend->start(s->o->backend->user, &s->t, err);
   return s->backend ? 0 : -1;
 }
 

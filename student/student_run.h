@@ -16,15 +16,17 @@
 
 // A step on other hardware than the CPU (the CUDA step: cli/student_cuda.c).
 // The host trainer stays the state of record: start builds the backend from
-// its state; step replaces dl_trainer_step and keeps host->step current;
+// its state (user: what the backend was made with, e.g. its device and data-
+// parallel group); step replaces dl_trainer_step and keeps host->step current;
 // sync brings the whole state back into the host trainer (before a
 // checkpoint or the high-resolution switch); stop frees the backend.
 typedef struct dl_step_backend {
   const char *name;
-  void *(*start)(dl_trainer *host, dl_err *err);
+  void *(*start)(void *user, dl_trainer *host, dl_err *err);
   int (*step)(void *ctx, dl_trainer *host, const dl_train_batch *batch, dl_step_report *report, dl_err *err);
   void (*sync)(void *ctx, dl_trainer *host);
   void (*stop)(void *ctx);
+  void *user;
 } dl_step_backend;
 
 typedef struct dl_student_options {

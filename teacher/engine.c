@@ -33,6 +33,7 @@ struct dl_teacher_engine {
   float *stage_images, *stage_cls, *stage_patch;
   size_t stage_images_cap, stage_cls_cap, stage_patch_cap;
   dl_head_ws head_ws;
+  void *backend;  // cfg.backend's state (NULL: the CPU forward)
 };
 
 int dl_teacher_engine_target_dim(const dl_teacher_engine_config *cfg) {
@@ -146,7 +147,8 @@ static int forward_jobs(dl_teacher_engine *e, job **jobs, int n, int res, dl_err
   for (int i = 0; i < total && rc == 0; i += e->cfg.batch) {
     const int m = total - i < e->cfg.batch ? total - i : e->cfg.batch;
     dl_vit_outputs o = {cls + (size_t)i * D, vit->cfg.registers ? reg_buf : NULL, patch + (size_t)i * P * D, NULL};
-    rc = dl_vit_forward(vit, images + (size_t)i * img, m, res, res, NULL, &e->ws, &o, err);
+    rc = e->backend ? e->cfg.backend->forward(e->backend, images + (size_t)i * img, m, res, &o, err)
+                    : dl_vit_forward(vit, images + (size_t)i * img, m, res, res, NULL, &e->ws, &o, err);
     e->stats.forward_passes++;
     e->stats.images += (uint64_t)m;
   }
@@ -176,6 +178,10 @@ static int fill_targets(dl_teacher_engine *e, job *j, int at, int res, dl_err *e
   float *cls = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "cls_proto" : "cls", (uint32_t)m, B);
   float *patch = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "patch_proto" : "patch", (uint32_t)m * P, B);
   if (!cls || !patch) return dl_fail(err, "block %llu: cannot add target tensors", (unsigned long long)j->block);
+  if (e->backend) {  // the heads on the backend's device
+    if (e->cfg.backend->bottleneck(e->backend, 0, scls, m, cls, err)) return -1;
+    return e->cfg.backend->bottleneck(e->backend, 1, spatch, m * P, patch, err);
+  }
   dl_head_forward(e->cfg.dino, DL_HEAD_BOTTLENECK, scls, m, cls, &e->head_ws);
   dl_head_forward(e->cfg.ibot, DL_HEAD_BOTTLENECK, spatch, m * P, patch, &e->head_ws);
   return 0;
@@ -258,8 +264,11 @@ dl_teacher_engine *dl_teacher_engine_start(const dl_teacher_engine_config *cfg, 
     dl_fail(err, "teacher engine: target kind %d needs the DINO and the iBOT head (kind 1 or 2)", cfg->kind);
     return NULL;
   }
+  void *backend = NULL;
+  if (cfg->backend && !(backend = cfg->backend->start(cfg->vit, cfg->dino, cfg->ibot, err))) return NULL;
   dl_teacher_engine *e = dl_calloc(1, sizeof *e);
   e->cfg = *cfg;
+  e->backend = backend;
   e->cfg.stream.crops.local_count = 0;  // local crops are the students' alone
   pthread_mutex_init(&e->mu, NULL);
   pthread_cond_init(&e->work, NULL);
@@ -291,6 +300,7 @@ void dl_teacher_engine_stop(dl_teacher_engine *e) {
     dl_target_block_free(&j->result);
     free(j);
   }
+  if (e->backend) e->cfg.backend->stop(e->backend);
   dl_vit_workspace_free(&e->ws);
   dl_head_ws_free(&e->head_ws);
   free(e->stage_images), free(e->stage_cls), free(e->stage_patch);

@@ -27,6 +27,21 @@
 #include "model/vit.h"
 #include "transport/target_block.h"
 
+// A forward pass on other hardware than the CPU (the CUDA forward in bf16:
+// cli/teacher_cuda.c). start builds it from the host models on the thread
+// that starts the engine; forward replaces dl_vit_forward (host images in,
+// host float32 cls and patches out; regs may be NULL) and bottleneck replaces
+// dl_head_forward(DL_HEAD_BOTTLENECK) of head 0 (DINO) or 1 (iBOT), both
+// called on the engine's compute thread only; stop frees it after that
+// thread has ended.
+typedef struct dl_forward_backend {
+  const char *name;
+  void *(*start)(const dl_vit *vit, const dl_head *dino, const dl_head *ibot, dl_err *err);
+  int (*forward)(void *ctx, const float *images, int n, int res, dl_vit_outputs *out, dl_err *err);
+  int (*bottleneck)(void *ctx, int head, const float *x, int m, float *out, dl_err *err);
+  void (*stop)(void *ctx);
+} dl_forward_backend;
+
 typedef struct dl_teacher_engine_config {
   const dl_vit *vit;              // borrowed
   const dl_head *dino, *ibot;     // prototypes and both: the heads; features: NULL
@@ -35,6 +50,7 @@ typedef struct dl_teacher_engine_config {
   int batch;                      // images per forward pass
   int workers;                    // decode + augment threads
   int max_resolution;             // larger requests fail (memory bound), e.g. 1036
+  const dl_forward_backend *backend;  // NULL: the CPU forward
 } dl_teacher_engine_config;
 
 typedef struct dl_teacher_engine dl_teacher_engine;

@@ -26,7 +26,7 @@ static int check_heads(const dl_teacher_model *m, const char *path, dl_err *err)
   return 0;
 }
 
-static int load(const dl_recipe *r, dl_teacher_model *m, dl_err *err) {
+static int load(const dl_recipe *r, const dl_forward_backend *backend, dl_teacher_model *m, dl_err *err) {
   const dl_recipe_teacher *t = &r->teacher;
   dl_vit_overrides ov = {0, -1};
   if (dl_vit_load(t->weights, &ov, &m->vit, NULL, err)) return -1;
@@ -44,17 +44,17 @@ static int load(const dl_recipe *r, dl_teacher_model *m, dl_err *err) {
       .vit = &m->vit, .dino = m->target_kind ? &m->dino : NULL, .ibot = m->target_kind ? &m->ibot : NULL,
       .kind = m->target_kind,
       .stream = {m->dataset, r->seed, r->block_size, r->crops, 0}, .batch = t->batch, .workers = t->workers,
-      .max_resolution = 2048};
+      .max_resolution = 2048, .backend = backend};
   m->target_dim = (uint32_t)dl_teacher_engine_target_dim(&ec);
   m->patch_tokens = (uint32_t)dl_vit_num_patches(&m->vit.cfg, r->crops.global_size, r->crops.global_size);
   m->engine = dl_teacher_engine_start(&ec, err);
   return m->engine ? 0 : -1;
 }
 
-int dl_teacher_model_open(const dl_recipe *r, dl_teacher_model *m, dl_err *err) {
+int dl_teacher_model_open(const dl_recipe *r, const dl_forward_backend *backend, dl_teacher_model *m, dl_err *err) {
   memset(m, 0, sizeof *m);
   if (!r->teacher.present) return dl_fail(err, "the recipe has no teacher section");
-  if (load(r, m, err) == 0) return 0;
+  if (load(r, backend, m, err) == 0) return 0;
   dl_teacher_model_close(m);
   return -1;
 }

@@ -20,8 +20,9 @@ typedef struct dl_teacher_model {
   uint64_t weights_hash;              // xxHash64 of the weights file (and the heads file)
 } dl_teacher_model;
 
-// Loads everything the recipe's teacher section names and starts the engine.
-int dl_teacher_model_open(const dl_recipe *r, dl_teacher_model *m, dl_err *err);
+// Loads everything the recipe's teacher section names and starts the engine,
+// whose forward passes run on `backend` (NULL: the CPU; engine.h).
+int dl_teacher_model_open(const dl_recipe *r, const dl_forward_backend *backend, dl_teacher_model *m, dl_err *err);
 void dl_teacher_model_close(dl_teacher_model *m);
 
 #endif

@@ -19,7 +19,17 @@ int dl_nccl_dp_init(dl_nccl_dp *dp, const char *rendezvous_path, const char *ses
   } else if (dl_rendezvous_wait(rendezvous_path, session, &id, sizeof id, timeout_s, err)) {
     return -1;
   }
-  ncclCheck(ncclCommInitRank(&dp->comm, world, id, rank));
+  return dl_nccl_dp_init_id(dp, &id, rank, world, err);
+}
+
+void dl_nccl_dp_make_id(void *id) { ncclCheck(ncclGetUniqueId((ncclUniqueId *)id)); }
+
+int dl_nccl_dp_init_id(dl_nccl_dp *dp, const void *id, int rank, int world, dl_err *err) {
+  memset(dp, 0, sizeof *dp);
+  if (world < 1 || rank < 0 || rank >= world) return dl_fail(err, "nccl: rank %d outside a group of %d", rank, world);
+  ncclUniqueId uid;
+  memcpy(&uid, id, sizeof uid);
+  ncclCheck(ncclCommInitRank(&dp->comm, world, uid, rank));
   cudaCheck(cudaStreamCreateWithFlags(&dp->stream, cudaStreamNonBlocking));
   cudaCheck(cudaEventCreateWithFlags(&dp->grads_ready, cudaEventDisableTiming));
   cudaCheck(cudaEventCreateWithFlags(&dp->reduced, cudaEventDisableTiming));

@@ -2,8 +2,9 @@
 // all-reduced on the module's own stream (so the compute stream can go on
 // with work that does not touch the gradients), and the small sums and
 // maxima of the losses (Sinkhorn-Knopp, centering) as a dl_cuda_reduce.
-// Rank 0 creates the NCCL unique id and publishes it through a file
-// rendezvous (model/cuda/rendezvous.h) that the other ranks wait on.
+// Rank 0 creates the NCCL unique id; it reaches the other ranks through a
+// file rendezvous (model/cuda/rendezvous.h, dl_nccl_dp_init) or through any
+// channel the caller has (the student group's broadcast: dl_nccl_dp_init_id).
 #ifndef DISTILL_MODEL_CUDA_NCCL_DP_H
 #define DISTILL_MODEL_CUDA_NCCL_DP_H
 
@@ -27,6 +28,11 @@ typedef struct dl_nccl_dp {
 // the others wait up to timeout_s for it. Call with the rank's device current.
 int dl_nccl_dp_init(dl_nccl_dp *dp, const char *rendezvous_path, const char *session, int rank, int world,
                     double timeout_s, dl_err *err);
+// The same with the id already shared: rank 0 made it with dl_nccl_dp_make_id
+// and every rank passes those DL_NCCL_ID_BYTES bytes.
+#define DL_NCCL_ID_BYTES sizeof(ncclUniqueId)
+void dl_nccl_dp_make_id(void *id);
+int dl_nccl_dp_init_id(dl_nccl_dp *dp, const void *id, int rank, int world, dl_err *err);
 void dl_nccl_dp_free(dl_nccl_dp *dp);
 
 // Starts the average over ranks of grads[0..n) once the work queued so far

@@ -1,5 +1,9 @@
 // `distill knn`, `linear`, `pretrain` and `teacher --recipe` on bad flags and
-// files: exit status 2 and one line on stderr saying what is wrong.
+// files: exit status 2 and one line on stderr saying what is wrong. Built
+// twice in CUDA builds: for distill (whose `teacher --device cuda` names
+// distill-gpu) and for distill-gpu (DISTILL_GPU_CLI: --device cuda without a
+// recipe, and with a recipe whose weights are missing: exit 2 with or
+// without a GPU).
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -51,6 +55,11 @@ int main(void) {
       {"teacher", "--recipe", SRC "/recipes/demo.yaml", NULL},
       {"teacher", "--recipe", recipe, NULL},
       {"teacher", "--recipe", recipe, "--synthetic", "4,4", NULL},
+      {"teacher", "--synthetic", "4,4", "--device", "tpu", NULL},
+      {"teacher", "--synthetic", "4,4", "--device", "cuda", NULL},
+#ifdef DISTILL_GPU_CLI
+      {"teacher", "--recipe", recipe, "--device", "cuda", NULL},
+#endif
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     unlink(out);
@@ -63,8 +72,22 @@ int main(void) {
     }
     CHECK(rc == 2 && n == 1 && strncmp(line, "distill: ", 9) == 0, "distill %s-> exit %d, %d line: %s", shown, rc, n, line);
   }
+#ifndef DISTILL_GPU_CLI
+  {  // the CPU binary's refusal names the binary that has the CUDA backend
+    const char *args[] = {"teacher", "--synthetic", "4,4", "--device", "cuda", NULL};
+    unlink(out);
+    const int rc = proc_run(args, out, 60);
+    char line[1024];
+    const int n = one_line(out, line, sizeof line);
+    CHECK(rc == 2 && n == 1 && strstr(line, "distill-gpu"), "distill teacher --device cuda names distill-gpu: %s", line);
+  }
+#endif
   unlink(out);
   unlink(recipe);
   (void)log;
+#ifdef DISTILL_GPU_CLI
+  return dl_test_summary("teacher_cli_gpu");
+#else
   return dl_test_summary("teacher_cli");
+#endif
 }
