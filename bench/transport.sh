@@ -6,18 +6,28 @@
 # Prints payload GB/s, blocks/s and codec MB/s; the last line is gbps=X, the
 # median of REPEATS runs
 # (payload gigabytes, 10^9 bytes, per second: not gigabits).
+# After each run, bench/tcp_ceiling sends the same bytes in the same shape
+# over bare loopback TCP (no ZeroMQ, codec or checksum): what the kernel
+# alone allows at that moment. Its median and the median ratio of the two are
+# printed before the last line, since on a small shared machine the kernel's
+# loopback TCP, not the transport, sets the figure.
 # The teacher keeps a 256 MiB cache: the groups run in step, so a block is
 # computed once and its memory recycled after all three have it.
 # Uses the binaries in build/ (scripts/build first).
 #   BLOCKS=N    blocks per group (default 2000: 2000 x 1 MiB x 3 groups)
 #   PORT=P      teacher port on 127.0.0.1 (default 47555)
 #   REPEATS=N   runs; the last line is their median (default 5)
+#   IO_THREADS=N  the teacher's --io-threads (default: the teacher's default)
+#   CEILING=0   skip the bare-TCP reference runs
+#   BUILD_DIR=D where the binaries are (default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=build/bin/distill
-student=build/tests/transport_student
-codec_bench=build/bin/transport_codec_bench
-for f in "$bin" "$student" "$codec_bench"; do
+build=${BUILD_DIR:-build}
+bin=$build/bin/distill
+student=$build/tests/transport_student
+codec_bench=$build/bin/transport_codec_bench
+ceiling=$build/bin/tcp_ceiling
+for f in "$bin" "$student" "$codec_bench" "$ceiling"; do
   [ -x "$f" ] || { echo "bench/transport.sh: $f missing (run scripts/build)" >&2; exit 2; }
 done
 blocks=${BLOCKS:-2000}
@@ -32,7 +42,8 @@ trap 'kill $teacher_pid 2>/dev/null || true; rm -rf "$tmp"' EXIT
 # run_once N: one teacher and three groups, the whole stream; prints the
 # run's line and appends its gbps to $tmp/gbps.
 run_once() {
-  "$bin" teacher "${common[@]}" --bind "$endpoint" --cache-mb 256 --quiet > "$tmp/teacher.out" &
+  "$bin" teacher "${common[@]}" --bind "$endpoint" --cache-mb 256 ${IO_THREADS:+--io-threads $IO_THREADS} \
+    --quiet > "$tmp/teacher.out" &
   teacher_pid=$!
   sleep 0.3
   local start end status=0 pids=() g p
@@ -56,7 +67,17 @@ run_once() {
   awk -v r="$1" -v by="$bytes" -v n="$nblocks" -v s="$secs" -v c="$computed" 'BEGIN {
     printf "run %d: payload_bytes=%.0f blocks=%d seconds=%.3f blocks_per_s=%.0f teacher_%s gbps=%.2f\n", r, by, n, s, n / s, c, by / s / 1e9 }'
   awk -v by="$bytes" -v s="$secs" 'BEGIN { printf "%.4f\n", by / s / 1e9 }' >> "$tmp/gbps"
+  [ "${CEILING:-1}" = 0 ] && return
+  # 256 KiB socket buffers: the fastest bare-TCP setting on the machine this
+  # was written on (kernel autotuning, 1 MiB and 4 MiB were slower).
+  local line
+  line=$("$ceiling" --receivers 3 --blocks "$blocks" --block-bytes 1048576 --sockbuf 262144)
+  echo "ceiling $1: $line"
+  local g=${line##*gbps=}
+  echo "$g" >> "$tmp/ceiling"
+  awk -v a="$(tail -1 "$tmp/gbps")" -v b="$g" 'BEGIN { printf "%.4f\n", a / b }' >> "$tmp/ratio"
 }
+median() { sort -g "$1" | awk '{v[NR] = $1} END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 sum_field() { sed -n "s/.*student_result.* $1=\([0-9]*\).*/\1/p" "$tmp"/student*.out | awk '{s += $1} END {print s}'; }
 
 # The machine is shared and one run's rate swings by 10-20 %: the figure is
@@ -65,6 +86,10 @@ repeats=${REPEATS:-5}
 for r in $(seq "$repeats"); do run_once "$r"; done
 echo "codec and checksum throughput, one core, 1 MiB float32 tensor (MB of float32 per second):"
 "$codec_bench"
+if [ "${CEILING:-1}" != 0 ]; then
+  echo "tcp_ceiling_gbps=$(median "$tmp/ceiling") (bare loopback TCP, median)"
+  echo "of_ceiling=$(median "$tmp/ratio") (transport / bare TCP, median of the per-run ratios)"
+fi
 sort -g "$tmp/gbps" | awk '{v[NR] = $1} END {
   m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
   printf "runs=%d min=%.2f max=%.2f (payload GB/s)\ngbps=%.2f\n", NR, v[1], v[NR], m }'

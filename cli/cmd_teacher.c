@@ -59,7 +59,7 @@ int cmd_teacher(int argc, char **argv) {
   const char *recipe_path = NULL, *device = "cpu";
   // -1 / NULL: not given (the recipe's value, else the default)
   int block_size = 32, crops = 2, zstd_level = -1, cache_mb = -1, heartbeat_ms = 1000;
-  int dead_after_ms = 5000, max_msg_kb = 1024;
+  int dead_after_ms = 5000, max_msg_kb = 1024, io_threads = 1;
   bool store_write = false, quiet = false;
   const dl_flag flags[] = {
       {"recipe", DL_FLAG_STRING, &recipe_path, "FILE", "serve the model of the recipe's teacher section on its data"},
@@ -75,6 +75,7 @@ int cmd_teacher(int argc, char **argv) {
       {"heartbeat-ms", DL_FLAG_INT, &heartbeat_ms, "MS", "heartbeat interval (default 1000)"},
       {"dead-after-ms", DL_FLAG_INT, &dead_after_ms, "MS", "a silent student is forgotten after this (default 5000)"},
       {"max-msg-kb", DL_FLAG_INT, &max_msg_kb, "KB", "largest message a student may send (default 1024)"},
+      {"io-threads", DL_FLAG_INT, &io_threads, "N", "ZeroMQ I/O threads sending to students (default 1; more for fast networks, see docs/protocol.md)"},
       {"store", DL_FLAG_STRING, &store, "DIR", "target store to serve from (and to write with --store-write)"},
       {"store-write", DL_FLAG_BOOL, &store_write, NULL, "add every computed block to --store"},
       {"curve-key", DL_FLAG_STRING, &curve_key, "FILE", "this teacher's secret key (distill keygen): CURVE on"},
@@ -121,6 +122,7 @@ int cmd_teacher(int argc, char **argv) {
   check_range("heartbeat-ms", heartbeat_ms, 1, 600000);
   check_range("dead-after-ms", dead_after_ms, heartbeat_ms, 3600000);
   check_range("max-msg-kb", max_msg_kb, 1, 1 << 20);
+  check_range("io-threads", io_threads, 1, 64);
   if (dl_codec_spec_parse(codec, &cfg.codecs, &err)) dl_die_input("teacher: --codec: %s", err.msg);
   if (allow && !curve_key) dl_die_input("teacher: --allow needs --curve-key");
   if (store_write && !store) dl_die_input("teacher: --store-write needs --store DIR");
@@ -152,6 +154,7 @@ int cmd_teacher(int argc, char **argv) {
   cfg.heartbeat_ms = heartbeat_ms;
   cfg.dead_after_ms = dead_after_ms;
   cfg.max_msg_bytes = (int64_t)max_msg_kb << 10;
+  cfg.io_threads = io_threads;
   cfg.compute_block = synthetic ? dl_synthetic_compute : recipe_path ? dl_teacher_engine_compute : NULL;
   cfg.compute_user = recipe_path ? (void *)model.engine : (void *)&syn;
   cfg.job_queued = recipe_path ? dl_teacher_engine_announce : NULL;

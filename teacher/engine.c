@@ -166,6 +166,11 @@ static int fill_targets(dl_teacher_engine *e, job *j, int at, int res, dl_err *e
   t->first_sample = j->block * (uint64_t)e->cfg.stream.block_size;
   t->num_samples = (uint32_t)j->input.num_samples;
   const float *scls = e->stage_cls + (size_t)at * D, *spatch = e->stage_patch + (size_t)at * P * D;
+  const uint32_t B = e->cfg.kind == 0 ? 0 : (uint32_t)dl_head_out_dim(e->cfg.dino, DL_HEAD_BOTTLENECK);
+  // Every tensor in one buffer, in payload order: with codec f32 the teacher
+  // sends it without another copy (dl_encode_block_take).
+  size_t floats = (e->cfg.kind != 1 ? (size_t)m * (P + 1) * D : 0) + (size_t)m * (P + 1) * B;
+  dl_target_block_reserve(t, floats * sizeof(float));
   if (e->cfg.kind != 1) {
     float *cls = dl_target_block_add_uninitialized(t, "cls", (uint32_t)m, (uint32_t)D);
     float *patch = dl_target_block_add_uninitialized(t, "patch", (uint32_t)m * P, (uint32_t)D);
@@ -174,7 +179,6 @@ static int fill_targets(dl_teacher_engine *e, job *j, int at, int res, dl_err *e
     memcpy(patch, spatch, (size_t)m * P * D * sizeof(float));
   }
   if (e->cfg.kind == 0) return 0;
-  const uint32_t B = (uint32_t)dl_head_out_dim(e->cfg.dino, DL_HEAD_BOTTLENECK);
   float *cls = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "cls_proto" : "cls", (uint32_t)m, B);
   float *patch = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "patch_proto" : "patch", (uint32_t)m * P, B);
   if (!cls || !patch) return dl_fail(err, "block %llu: cannot add target tensors", (unsigned long long)j->block);

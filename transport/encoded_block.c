@@ -57,6 +57,33 @@ uint64_t dl_block_checksum(const Distill__Block *msg, const uint8_t *payload, si
   return dl_xxhash64(payload, n, seed);
 }
 
+// An encoded block with one reference, its ids and no payload yet.
+static dl_encoded_block *new_encoded(uint64_t block, uint32_t resolution, uint64_t first_sample,
+                                     uint32_t num_samples, int ntensors, int checksum_kind) {
+  dl_encoded_block *e = dl_calloc(1, sizeof *e);
+  atomic_init(&e->refs, 1);
+  e->block = block;
+  e->resolution = resolution;
+  e->first_sample = first_sample;
+  e->num_samples = num_samples;
+  e->ntensors = ntensors;
+  e->checksum_kind = checksum_kind;
+  return e;
+}
+
+// Blocks encoded here are checksummed with CRC32C.
+static dl_encoded_block *new_encoded_for(const dl_target_block *b) {
+  return new_encoded(b->block, b->resolution, b->first_sample, b->num_samples, b->ntensors,
+                     DISTILL__CHECKSUM_KIND__CHECKSUM_CRC32C);
+}
+
+static void seal(dl_encoded_block *e) {
+  Distill__Block msg;
+  dl_block_msg_storage st;
+  dl_encoded_block_to_msg(e, &msg, &st);
+  e->checksum = dl_block_checksum(&msg, e->payload, e->payload_bytes);
+}
+
 dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec *spec,
                                   int zstd_level, dl_err *err) {
   if (b->ntensors <= 0 || b->ntensors > DL_MAX_TENSORS) {
@@ -74,14 +101,7 @@ dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec 
     }
     bound += tb;
   }
-  dl_encoded_block *e = dl_calloc(1, sizeof *e);
-  atomic_init(&e->refs, 1);
-  e->block = b->block;
-  e->resolution = b->resolution;
-  e->first_sample = b->first_sample;
-  e->num_samples = b->num_samples;
-  e->ntensors = b->ntensors;
-  e->checksum_kind = DISTILL__CHECKSUM_KIND__CHECKSUM_CRC32C;
+  dl_encoded_block *e = new_encoded_for(b);
   e->payload = dl_malloc(bound);
   size_t off = 0;
   for (int i = 0; i < b->ntensors; i++) {
@@ -98,10 +118,47 @@ dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec 
     e->raw_bytes += (size_t)t->rows * t->cols * sizeof(float);
   }
   e->payload_bytes = off;
-  Distill__Block msg;
-  dl_block_msg_storage st;
-  dl_encoded_block_to_msg(e, &msg, &st);
-  e->checksum = dl_block_checksum(&msg, e->payload, off);
+  seal(e);
+  return e;
+}
+
+// Whether b's arena already is its payload: every tensor float32 without
+// zstd, laid out back to back from the arena's start.
+static int arena_is_payload(const dl_target_block *b, const dl_codec_spec *spec, int zstd_level) {
+  if (!b->arena || zstd_level > 0 || b->ntensors <= 0 || b->ntensors > DL_MAX_TENSORS) return 0;
+  size_t off = 0;
+  for (int i = 0; i < b->ntensors; i++) {
+    const dl_tensor *t = &b->tensors[i];
+    size_t bytes = dl_codec_quantized_bytes(DL_CODEC_F32, t->rows, t->cols);
+    if (bytes == 0 || dl_codec_spec_for(spec, t->name) != DL_CODEC_F32 ||
+        (const uint8_t *)t->data != b->arena + off)
+      return 0;
+    off += bytes;
+  }
+  return 1;
+}
+
+dl_encoded_block *dl_encode_block_take(dl_target_block *b, const dl_codec_spec *spec,
+                                       int zstd_level, dl_err *err) {
+  if (!arena_is_payload(b, spec, zstd_level)) return dl_encode_block(b, spec, zstd_level, err);
+  dl_encoded_block *e = new_encoded_for(b);
+  size_t off = 0;
+  for (int i = 0; i < b->ntensors; i++) {
+    const dl_tensor *t = &b->tensors[i];
+    dl_encoded_tensor *et = &e->tensors[i];
+    size_t bytes = (size_t)t->rows * t->cols * sizeof(float);
+    snprintf(et->name, sizeof et->name, "%s", t->name);
+    et->offset = off;
+    et->wire = (dl_tensor_wire){.codec = DL_CODEC_F32, .rows = t->rows, .cols = t->cols, .wire_bytes = bytes};
+    off += bytes;
+  }
+  e->raw_bytes = e->payload_bytes = off;
+  // The arena becomes the payload; b's tensors still point into it, and stay
+  // valid until the block is unreferenced (b no longer frees it).
+  e->payload = b->arena;
+  b->arena = NULL;
+  b->arena_bytes = b->arena_used = 0;
+  seal(e);
   return e;
 }
 
@@ -172,15 +229,9 @@ static int check_payload(const Distill__Block *msg, const uint8_t *payload, size
 dl_encoded_block *dl_encoded_block_from_msg(const Distill__Block *msg, const uint8_t *payload,
                                             size_t n, dl_err *err) {
   if (check_payload(msg, payload, n, err)) return NULL;
-  dl_encoded_block *e = dl_calloc(1, sizeof *e);
-  atomic_init(&e->refs, 1);
-  e->block = msg->block;
-  e->resolution = msg->resolution;
-  e->first_sample = msg->first_sample;
-  e->num_samples = msg->num_samples;
+  dl_encoded_block *e = new_encoded(msg->block, msg->resolution, msg->first_sample, msg->num_samples,
+                                    (int)msg->n_tensors, (int)msg->checksum_kind);
   e->checksum = msg->checksum;
-  e->checksum_kind = (int)msg->checksum_kind;
-  e->ntensors = (int)msg->n_tensors;
   for (size_t i = 0; i < msg->n_tensors; i++) {
     snprintf(e->tensors[i].name, DL_TENSOR_NAME_MAX, "%s", msg->tensors[i]->name);
     e->tensors[i].wire = wire_of(msg->tensors[i]);

@@ -52,6 +52,12 @@ typedef struct dl_encoded_block {
 // Encodes every tensor of b. Returns a block with one reference, or NULL.
 dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec *spec,
                                   int zstd_level, dl_err *err);
+// The same, but when b's tensors lie back to back in its arena
+// (dl_target_block_reserve) and all go out as float32 without zstd, the arena
+// becomes the payload instead of being copied (b gives it up; free b as
+// usual). Otherwise exactly dl_encode_block.
+dl_encoded_block *dl_encode_block_take(dl_target_block *b, const dl_codec_spec *spec,
+                                       int zstd_level, dl_err *err);
 dl_encoded_block *dl_encoded_block_ref(dl_encoded_block *e);
 // Thread-safe: ZeroMQ's I/O thread drops the references of sent frames.
 void dl_encoded_block_unref(dl_encoded_block *e);

@@ -58,6 +58,8 @@ int dl_synthetic_compute(void *user, uint64_t block, uint32_t resolution, dl_tar
   out->resolution = resolution;
   out->first_sample = block * s->block_size;
   out->num_samples = s->block_size;
+  // One buffer in the float32 payload's layout: sent as it is with codec f32.
+  dl_target_block_reserve(out, ((size_t)tokens * s->dim + (size_t)tokens * s->patches * s->dim) * sizeof(float));
   fill(dl_target_block_add_uninitialized(out, "cls", tokens, s->dim), (size_t)tokens * s->dim, block, resolution, 0);
   if (s->patches)
     fill(dl_target_block_add_uninitialized(out, "patch", tokens * s->patches, s->dim),

@@ -5,6 +5,7 @@
 #ifndef DISTILL_TRANSPORT_TARGET_BLOCK_H
 #define DISTILL_TRANSPORT_TARGET_BLOCK_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define DL_MAX_TENSORS 8
@@ -28,6 +29,11 @@ typedef struct dl_target_block {
   // it arrived, without a copy): released by dl_target_block_free.
   void *owner;
   void (*release_owner)(void *owner);
+  // Set by dl_target_block_reserve: tensors added while they fit are laid out
+  // back to back here, which is the float32 payload layout, so the teacher
+  // can send this buffer as it is (dl_encode_block_take) instead of copying.
+  uint8_t *arena;
+  size_t arena_bytes, arena_used;
 } dl_target_block;
 
 // Adds a zeroed rows x cols tensor and returns its data for the caller to
@@ -37,6 +43,11 @@ float *dl_target_block_add(dl_target_block *b, const char *name, uint32_t rows, 
 // The same without zeroing, for decoders that write every value.
 float *dl_target_block_add_uninitialized(dl_target_block *b, const char *name, uint32_t rows,
                                          uint32_t cols);
+// Allocates one buffer of `bytes` for the tensors added next (in order, back
+// to back, while they fit; later ones get their own allocation). Call on a
+// block without tensors. Returns 0, or -1 when the block already has tensors
+// or an arena.
+int dl_target_block_reserve(dl_target_block *b, size_t bytes);
 const dl_tensor *dl_target_block_find(const dl_target_block *b, const char *name);
 // Frees the tensors (and releases the owner) and zeroes the block (safe on a
 // zeroed block).

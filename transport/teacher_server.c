@@ -75,6 +75,7 @@ void dl_teacher_config_defaults(dl_teacher_config *c) {
   c->dead_after_ms = 5000;
   c->max_msg_bytes = 1 << 20;
   c->send_hwm = 1000;
+  c->io_threads = 1;
 }
 
 static void logf_(dl_teacher_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -376,7 +377,7 @@ static void run_one_job(dl_teacher_server *s) {
   if (s->cfg.compute_block(s->cfg.compute_user, j->block, j->resolution, &tb, &err) == 0) {
     tb.block = j->block;
     tb.resolution = j->resolution;
-    b = dl_encode_block(&tb, &s->cfg.codecs, s->cfg.zstd_level, &err);
+    b = dl_encode_block_take(&tb, &s->cfg.codecs, s->cfg.zstd_level, &err);
   }
   dl_target_block_free(&tb);
   if (b) {
@@ -575,6 +576,11 @@ dl_teacher_server *dl_teacher_server_create(const dl_teacher_config *cfg, dl_err
                      ((uint64_t)getpid() << 32);
   s->cache = dl_block_cache_create(cfg->cache_bytes);
   s->ctx = zmq_ctx_new();
+  if (zmq_ctx_set(s->ctx, ZMQ_IO_THREADS, cfg->io_threads > 0 ? cfg->io_threads : 1) != 0) {
+    dl_fail(err, "cannot use %d ZeroMQ I/O threads", cfg->io_threads);
+    dl_teacher_server_destroy(s);
+    return NULL;
+  }
   if (open_store(s, err) || setup_socket(s, err)) {
     dl_teacher_server_destroy(s);
     return NULL;

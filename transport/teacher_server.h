@@ -48,6 +48,13 @@ typedef struct dl_teacher_config {
   int dead_after_ms;        // default 5000
   int64_t max_msg_bytes;    // largest message a peer may send (ZMQ_MAXMSGSIZE)
   int send_hwm;             // messages queued per peer before sends return "again"
+  // ZeroMQ I/O threads (default 1). Each student connection lives on one of
+  // them, and that thread's kernel send path (copy, TCP, wake-ups) limits a
+  // teacher on a fast network: more threads send to different students on
+  // different cores. ZeroMQ spreads connections over the threads unevenly,
+  // though, so groups sharing the stream drift apart and blocks that left the
+  // cache are computed again; one thread keeps them in step.
+  int io_threads;
   dl_compute_block_fn compute_block;  // NULL: serve from the store only
   void *compute_user;
   // Optional: told of each new compute job as it is queued (before its

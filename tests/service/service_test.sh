@@ -305,17 +305,17 @@ teacher)
 second)
   out=$work/second
   rm -rf "$out"
-  start_teacher 15619
+  start_teacher 15643
   first_pid=$teacher_pid
   kill -STOP "$first_pid"
   # The student knows both endpoints from the start; the second has no teacher yet.
-  "$distill" student --recipe "$recipe" --teachers "tcp://127.0.0.1:15619,tcp://127.0.0.1:15620" --out "$out" \
+  "$distill" student --recipe "$recipe" --teachers "tcp://127.0.0.1:15643,tcp://127.0.0.1:15644" --out "$out" \
     --heartbeat-ms 100 --dead-after-ms 500 --quiet &
   sp=$!
   pids+=("$sp")
   advance_to "$out" 10 || fail "no progress with the first teacher alone"
   k=$(steps_done "$out")
-  "$distill" teacher --synthetic 16,4 --block-size 4 --crops 2 --bind tcp://127.0.0.1:15620 \
+  "$distill" teacher --synthetic 16,4 --block-size 4 --crops 2 --bind tcp://127.0.0.1:15644 \
     --heartbeat-ms 100 --dead-after-ms 1000 --quiet > "$work/second-teacher.out" &
   second_pid=$!
   pids+=("$second_pid")

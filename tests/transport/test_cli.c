@@ -55,6 +55,8 @@ int main(void) {
       {"teacher", "--store", "/nonexistent/store", NULL},
       {"teacher", "--synthetic", "16,4", "--bind", "bogus://nowhere", NULL},
       {"teacher", "--synthetic", "16,4", "--recipe-hash", "xyz", NULL},
+      {"teacher", "--synthetic", "16,4", "--io-threads", "0", NULL},
+      {"teacher", "--synthetic", "16,4", "--io-threads", "65", NULL},
       {"keygen", NULL},
       {"keygen", "/nonexistent/dir/k", NULL},
   };

@@ -12,11 +12,12 @@
 enum { kBlocks = 2000, kRanks = 4 };
 
 static void run(size_t cache_bytes, const char *codecs, int zstd_level, float tolerance,
-                uint64_t expect_computed) {
+                int io_threads, uint64_t expect_computed) {
   dl_teacher_config cfg;
   dl_synthetic_spec spec;
   test_teacher_config(&cfg, &spec);
   cfg.cache_bytes = cache_bytes;
+  cfg.io_threads = io_threads;
   dl_err err;
   if (dl_codec_spec_parse(codecs, &cfg.codecs, &err)) {
     CHECK(0, "codec spec %s: %s", codecs, err.msg);
@@ -41,7 +42,8 @@ static void run(size_t cache_bytes, const char *codecs, int zstd_level, float to
   double secs = dl_now_seconds() - t0;
   dl_teacher_metrics m;
   test_teacher_stop(&t, &m);
-  printf("-- cache %zu bytes, codecs %s, zstd %d: %.2f s\n", cache_bytes, codecs, zstd_level, secs);
+  printf("-- cache %zu bytes, codecs %s, zstd %d, %d I/O threads: %.2f s\n", cache_bytes, codecs,
+         zstd_level, io_threads, secs);
   dl_teacher_metrics_print(&m, stdout);
   uint64_t delivered = 0;
   for (int i = 0; i < kRanks; i++) {
@@ -93,9 +95,13 @@ static void coalescing(void) {
 int main(void) {
   coalescing();
   // In step with a cache: every block computed once, sent twice.
-  run(64u << 20, "f32", 0, 0.0f, kBlocks);
+  run(64u << 20, "f32", 0, 0.0f, 1, kBlocks);
+  // The same with the sends spread over three ZeroMQ I/O threads: still every
+  // block once per group, in order, and (the whole stream fits the cache)
+  // computed once.
+  run(64u << 20, "f32", 0, 0.0f, 3, kBlocks);
   // No cache: each group's request computes its own copy. Lossy codecs and
   // zstd on this run, so the content check also covers them end to end.
-  run(0, "f16,patch=int8", 3, 1.0f / 200, 2 * kBlocks);
+  run(0, "f16,patch=int8", 3, 1.0f / 200, 1, 2 * kBlocks);
   return dl_test_summary("transport_stream");
 }

@@ -138,6 +138,61 @@ static dl_encoded_block *synthetic_block(uint64_t b) {
   return e;
 }
 
+// Two encodings of the same synthetic block: copied (dl_encode_block) and,
+// when the arena is the payload, adopted (dl_encode_block_take).
+static int same_encoding(const dl_encoded_block *a, const dl_encoded_block *b) {
+  if (a->payload_bytes != b->payload_bytes || a->checksum != b->checksum || a->ntensors != b->ntensors ||
+      a->raw_bytes != b->raw_bytes || memcmp(a->payload, b->payload, a->payload_bytes) != 0)
+    return 0;
+  for (int i = 0; i < a->ntensors; i++)
+    if (strcmp(a->tensors[i].name, b->tensors[i].name) || a->tensors[i].offset != b->tensors[i].offset ||
+        a->tensors[i].wire.wire_bytes != b->tensors[i].wire.wire_bytes || a->tensors[i].wire.codec != b->tensors[i].wire.codec)
+      return 0;
+  return 1;
+}
+
+static void check_take(const char *codecs, int zstd_level, int expect_adopted) {
+  dl_synthetic_spec spec = {.dim = 8, .patches = 3, .crops = 2, .block_size = 2};
+  dl_codec_spec cs;
+  dl_err err;
+  dl_codec_spec_parse(codecs, &cs, &err);
+  dl_target_block tb;
+  memset(&tb, 0, sizeof tb);
+  dl_synthetic_compute(&spec, 5, 224, &tb, NULL);
+  const uint8_t *arena = tb.arena;
+  dl_encoded_block *copied = dl_encode_block(&tb, &cs, zstd_level, &err);
+  dl_encoded_block *taken = dl_encode_block_take(&tb, &cs, zstd_level, &err);
+  int adopted = taken && taken->payload == arena && tb.arena == NULL;
+  dl_target_block_free(&tb);  // must not free an adopted payload (ASan would see it)
+  CHECK(copied && taken && adopted == expect_adopted && same_encoding(copied, taken),
+        "codec %s, zstd %d: the arena %s the payload, and the block equals the copying encoder's", codecs,
+        zstd_level, adopted ? "became" : "did not become");
+  dl_encoded_block_unref(copied);
+  dl_encoded_block_unref(taken);
+}
+
+static void test_encode_take(void) {
+  check_take("f32", 0, 1);
+  check_take("f16", 0, 0);
+  check_take("f32,patch=int8", 0, 0);
+  check_take("f32", 3, 0);
+  // A tensor that did not fit the arena has its own buffer: copied.
+  dl_target_block tb;
+  memset(&tb, 0, sizeof tb);
+  dl_target_block_reserve(&tb, 16 * sizeof(float));
+  float *a = dl_target_block_add(&tb, "cls", 2, 8), *b = dl_target_block_add(&tb, "patch", 2, 8);
+  CHECK(a && b && (uint8_t *)a == tb.arena && !tb.tensors[0].data[3] && (uint8_t *)b != tb.arena + 64,
+        "the arena holds what fits (a zeroed cls) and the next tensor gets its own buffer");
+  CHECK(dl_target_block_reserve(&tb, 64) != 0, "a second arena is refused");
+  dl_codec_spec cs = {.default_codec = DL_CODEC_F32};
+  dl_err err;
+  dl_encoded_block *e = dl_encode_block_take(&tb, &cs, 0, &err);
+  CHECK(e && tb.arena != NULL && e->payload_bytes == 2 * 16 * sizeof(float),
+        "a block only partly in its arena is copied (%zu bytes)", e ? e->payload_bytes : 0);
+  dl_encoded_block_unref(e);
+  dl_target_block_free(&tb);
+}
+
 static void test_envelopes(void) {
   dl_encoded_block *e = synthetic_block(3);
   size_t n;
@@ -306,6 +361,7 @@ int main(void) {
   test_codecs();
   test_codec_spec();
   test_envelopes();
+  test_encode_take();
   test_cache();
   test_rendezvous();
   return dl_test_summary("transport_unit");
