@@ -62,14 +62,13 @@ static long parse_long(const char *flag, const char *s, long lo, long hi) {
 
 static options parse_options(int argc, char **argv) {
   options o = {3, 2000, 1 << 20, 0};
-  for (int i = 1; i < argc; i++) {
+  for (int i = 1; i < argc; i += 2) {  // every flag takes a value
     const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(f, "--receivers")) o.receivers = (int)parse_long(f, v, 1, MAX_RECEIVERS);
     else if (!strcmp(f, "--blocks")) o.blocks = parse_long(f, v, 1, 1L << 30);
     else if (!strcmp(f, "--block-bytes")) o.block_bytes = parse_long(f, v, 1, 1L << 30);
     else if (!strcmp(f, "--sockbuf")) o.sockbuf = (int)parse_long(f, v, 0, 1L << 30);
     else usage_error("unknown flag");
-    i++;
   }
   return o;
 }
