@@ -77,7 +77,10 @@ run_once() {
   echo "$g" >> "$tmp/ceiling"
   awk -v a="$(tail -1 "$tmp/gbps")" -v b="$g" 'BEGIN { printf "%.4f\n", a / b }' >> "$tmp/ratio"
 }
-median() { sort -g "$1" | awk '{v[NR] = $1} END { printf "%.2f", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+# stats FILE: the minimum, maximum and median of its numbers, one per line.
+stats() { sort -g "$1" | awk '{v[NR] = $1} END {
+  printf "%.2f %.2f %.2f\n", v[1], v[NR], NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { stats "$1" | cut -d' ' -f3; }
 sum_field() { sed -n "s/.*student_result.* $1=\([0-9]*\).*/\1/p" "$tmp"/student*.out | awk '{s += $1} END {print s}'; }
 
 # The machine is shared and one run's rate swings by 10-20 %: the figure is
@@ -90,6 +93,6 @@ if [ "${CEILING:-1}" != 0 ]; then
   echo "tcp_ceiling_gbps=$(median "$tmp/ceiling") (bare loopback TCP, median)"
   echo "of_ceiling=$(median "$tmp/ratio") (transport / bare TCP, median of the per-run ratios)"
 fi
-sort -g "$tmp/gbps" | awk '{v[NR] = $1} END {
-  m = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-  printf "runs=%d min=%.2f max=%.2f (payload GB/s)\ngbps=%.2f\n", NR, v[1], v[NR], m }'
+read -r lo hi med < <(stats "$tmp/gbps")
+echo "runs=$repeats min=$lo max=$hi (payload GB/s)"
+echo "gbps=$med"

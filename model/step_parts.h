@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "model/heads.h"
 #include "model/optim.h"
 #include "model/schedules.h"
 #include "model/vit_train.h"
@@ -21,6 +22,20 @@ typedef struct dl_crop_shape {
   int batch, global_crops, local_crops, global_size, local_size;
 } dl_crop_shape;
 
+// One step's backbone outputs over the crops, their gradients and KoLeo's
+// work space: what both training loops hold alike.
+typedef struct dl_crop_buffers {
+  float *cls_all, *d_cls_all;  // [(G + L) * B, D]: every crop's CLS row, crop-major
+  float *patch_g, *d_patch_g;  // [G * B * patches, D]: the global crops' patch rows
+  float *koleo_scratch;        // 2 * B * D + 2 * B
+  int *koleo_idx;              // B
+} dl_crop_buffers;
+void dl_crop_buffers_init(dl_crop_buffers *b, const dl_crop_shape *c, int dim, int patches);
+void dl_crop_buffers_free(dl_crop_buffers *b);
+
+// The three optimizer modules of a step: the backbone, then the two heads.
+void dl_modules_init(dl_optim_module mods[3], dl_vit *backbone, dl_head heads[2], const dl_adamw_config *adamw);
+
 // The schedules' values at one step.
 typedef struct dl_step_values {
   double lr, wd, momentum, teacher_temp, last_layer_lr;
@@ -28,20 +43,19 @@ typedef struct dl_step_values {
 dl_step_values dl_step_values_at(const dl_train_schedules *s, long step);
 
 // The backbone over the global crops (masks: [G*B, P] or NULL) into
-// cls_all [G*B, D] and patch_g [G*B*P, D], then over the local crops into
+// b->cls_all's first G*B rows and b->patch_g, then over the local crops into
 // cls_all's next L*B rows.
 int dl_crops_forward(const dl_vit *vit, const dl_crop_shape *c, const float *global_images, const bool *masks,
                      const float *local_images, dl_vit_train_ws *ws_global, dl_vit_train_ws *ws_local,
-                     float *cls_all, float *patch_g, dl_err *err);
+                     dl_crop_buffers *b, dl_err *err);
 
-// Its backward pass: gradients of cls_all and patch_g into the backbone's grads.
+// Its backward pass: b->d_cls_all and b->d_patch_g into the backbone's grads.
 void dl_crops_backward(const dl_vit *vit, const dl_crop_shape *c, dl_vit_train_ws *ws_global,
-                       dl_vit_train_ws *ws_local, const float *d_cls_all, const float *d_patch_g, float *grads);
+                       dl_vit_train_ws *ws_local, const dl_crop_buffers *b, float *grads);
 
 // KoLeo on each global crop's CLS rows, summed over the crops; its gradient
-// is added to d_cls_all. scratch: 2 * B * D + 2 * B floats, idx: B ints.
-float dl_koleo_global_crops(const dl_crop_shape *c, int dim, float weight, const float *cls_all, float *d_cls_all,
-                            float *scratch, int *idx);
+// is added to b->d_cls_all.
+float dl_koleo_global_crops(const dl_crop_shape *c, int dim, float weight, dl_crop_buffers *b);
 
 // Clipping (when adamw->clip > 0; the norms before clipping go to
 // grad_norm[k], else 0), AdamW at step + 1 and the EMA, for each module.

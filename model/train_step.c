@@ -59,18 +59,14 @@ int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, 
   const int g = cfg->global_size / student->cfg.patch;
   t->patches = g * g;
   dl_trainer_heads_init(t->heads, student, cfg, seed);
-  dl_optim_module_init(&t->mods[0], &student->layout, student->params, student->cfg.depth, &cfg->adamw);
+  dl_modules_init(t->mods, student, t->heads, &cfg->adamw);
   // Distillation masks no patch, so mask_token gets no gradient.
   t->mods[0].groups[dl_vit_global_index(DL_P_MASK)].frozen = true;
-  for (int k = 0; k < 2; k++)
-    dl_optim_module_init(&t->mods[k + 1], &t->heads[k].layout, t->heads[k].params, student->cfg.depth, &cfg->adamw);
   const size_t rows_cls = (size_t)(G + L) * B, rows_patch = (size_t)G * B * t->patches;
   const size_t K0 = (size_t)dl_head_out_dim(&t->heads[0], DL_HEAD_FULL);
   const size_t K1 = (size_t)dl_head_out_dim(&t->heads[1], DL_HEAD_FULL);
-  t->cls_all = dl_zeros(rows_cls * D);
-  t->d_cls_all = dl_zeros(rows_cls * D);
-  t->patch_g = dl_zeros(rows_patch * D);
-  t->d_patch_g = dl_zeros(rows_patch * D);
+  const dl_crop_shape shape = crop_shape(cfg);
+  dl_crop_buffers_init(&t->crops, &shape, D, t->patches);
   t->out_cls = dl_zeros(rows_cls * K0);
   t->d_out_cls = dl_zeros(rows_cls * K0);
   t->out_patch = dl_zeros(rows_patch * K1);
@@ -80,10 +76,9 @@ int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, 
   t->center[0] = dl_zeros(K0);
   t->center[1] = dl_zeros(K1);
   const size_t kmax = K0 > K1 ? K0 : K1;
-  t->scratch = dl_zeros(2 * kmax + 2 + 2 * (size_t)B * D + 2 * (size_t)B);
+  t->scratch = dl_zeros(2 * kmax + 2);
   t->ibot_w = dl_zeros(rows_patch);
   dl_ibot_weights(t->ibot_w, NULL, G * B, t->patches);
-  t->koleo_idx = dl_calloc((size_t)B, sizeof(int));
   return 0;
 }
 
@@ -97,10 +92,9 @@ void dl_trainer_free(dl_trainer *t) {
   }
   dl_vit_train_ws_free(&t->ws_global);
   dl_vit_train_ws_free(&t->ws_local);
-  float *bufs[] = {t->cls_all, t->d_cls_all, t->patch_g, t->d_patch_g, t->out_cls, t->d_out_cls,
-                   t->out_patch, t->d_out_patch, t->t_cls, t->t_patch, t->scratch, t->ibot_w};
+  dl_crop_buffers_free(&t->crops);
+  float *bufs[] = {t->out_cls, t->d_out_cls, t->out_patch, t->d_out_patch, t->t_cls, t->t_patch, t->scratch, t->ibot_w};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
-  free(t->koleo_idx);
   memset(t, 0, sizeof *t);
 }
 
@@ -125,8 +119,8 @@ static void prototype_losses(dl_trainer *t, const dl_train_batch *b, float temp,
   const int G = c->global_crops, L = c->local_crops, B = c->batch, D = t->student->cfg.dim;
   const int rows_cls = (G + L) * B, rows_patch = G * B * t->patches;
   const int K0 = t->heads[0].cfg.prototypes, K1 = t->heads[1].cfg.prototypes;
-  dl_head_forward(&t->heads[0], DL_HEAD_FULL, t->cls_all, rows_cls, t->out_cls, &t->head_ws[0]);
-  dl_head_forward(&t->heads[1], DL_HEAD_FULL, t->patch_g, rows_patch, t->out_patch, &t->head_ws[1]);
+  dl_head_forward(&t->heads[0], DL_HEAD_FULL, t->crops.cls_all, rows_cls, t->out_cls, &t->head_ws[0]);
+  dl_head_forward(&t->heads[1], DL_HEAD_FULL, t->crops.patch_g, rows_patch, t->out_patch, &t->head_ws[1]);
   teacher_targets(t, 0, b->teacher_cls, t->t_cls, G * B, temp);
   teacher_targets(t, 1, b->teacher_patch, t->t_patch, rows_patch, temp);
   const int pairs = dl_dino_pairs(G + L, G, true);
@@ -134,20 +128,19 @@ static void prototype_losses(dl_trainer *t, const dl_train_batch *b, float temp,
                          t->d_out_cls);
   r->ibot = dl_ibot_loss(t->out_patch, t->t_patch, t->ibot_w, rows_patch, K1, G * B, c->student_temp,
                          c->weights.ibot, t->d_out_patch);
-  dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls, t->mods[1].grads, t->d_cls_all);
-  dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch, t->mods[2].grads, t->d_patch_g);
+  dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls, t->mods[1].grads, t->crops.d_cls_all);
+  dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch, t->mods[2].grads, t->crops.d_patch_g);
   // KoLeo on each global crop's backbone CLS, summed over the crops.
   const dl_crop_shape shape = crop_shape(c);
-  r->koleo = dl_koleo_global_crops(&shape, D, c->weights.koleo, t->cls_all, t->d_cls_all,
-                                   t->scratch + 2 * (size_t)(K0 > K1 ? K0 : K1) + 2, t->koleo_idx);
+  r->koleo = dl_koleo_global_crops(&shape, D, c->weights.koleo, &t->crops);
 }
 
 static void feature_losses(dl_trainer *t, const dl_train_batch *b, dl_step_report *r) {
   const dl_train_config *c = &t->cfg;
   const int G = c->global_crops, L = c->local_crops, B = c->batch, Dt = c->teacher_dim;
   const int rows_cls = (G + L) * B, rows_patch = G * B * t->patches;
-  dl_head_forward(&t->heads[0], DL_HEAD_FULL, t->cls_all, rows_cls, t->out_cls, &t->head_ws[0]);
-  dl_head_forward(&t->heads[1], DL_HEAD_FULL, t->patch_g, rows_patch, t->out_patch, &t->head_ws[1]);
+  dl_head_forward(&t->heads[0], DL_HEAD_FULL, t->crops.cls_all, rows_cls, t->out_cls, &t->head_ws[0]);
+  dl_head_forward(&t->heads[1], DL_HEAD_FULL, t->crops.patch_g, rows_patch, t->out_patch, &t->head_ws[1]);
   // CLS: each global crop to the teacher's same crop, each local crop to
   // every teacher global crop; the mean over those pairs.
   const int pairs = G + L * G;
@@ -165,27 +158,31 @@ static void feature_losses(dl_trainer *t, const dl_train_batch *b, dl_step_repor
   r->feat_cos = dl_cosine_loss(t->out_patch, b->teacher_patch, rows_patch, Dt, c->weights.feat_cos, t->d_out_patch);
   r->feat_l1 = dl_smooth_l1_loss(t->out_patch, b->teacher_patch, np, 1.0f, c->weights.feat_l1, t->t_patch);
   for (size_t i = 0; i < np; i++) t->d_out_patch[i] += t->t_patch[i];
-  dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls, t->mods[1].grads, t->d_cls_all);
-  dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch, t->mods[2].grads, t->d_patch_g);
+  dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls, t->mods[1].grads, t->crops.d_cls_all);
+  dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch, t->mods[2].grads, t->crops.d_patch_g);
+}
+
+void dl_step_report_start(dl_step_report *r, const dl_step_values *v) {
+  memset(r, 0, sizeof *r);
+  r->lr = v->lr;
+  r->wd = v->wd;
+  r->momentum = v->momentum;
+  r->teacher_temp = v->teacher_temp;
 }
 
 int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *r, dl_err *err) {
   const dl_train_config *c = &t->cfg;
   const dl_crop_shape shape = crop_shape(c);
   const dl_step_values v = dl_step_values_at(&c->sched, t->step);
-  memset(r, 0, sizeof *r);
-  r->lr = v.lr;
-  r->wd = v.wd;
-  r->momentum = v.momentum;
-  r->teacher_temp = v.teacher_temp;
+  dl_step_report_start(r, &v);
   if (dl_crops_forward(t->student, &shape, batch->global_images, NULL, batch->local_images, &t->ws_global,
-                       &t->ws_local, t->cls_all, t->patch_g, err))
+                       &t->ws_local, &t->crops, err))
     return -1;
   for (int k = 0; k < 3; k++) dl_optim_zero_grad(&t->mods[k]);
   if (c->mode == DL_TRAIN_PROTOTYPES) prototype_losses(t, batch, (float)r->teacher_temp, r);
   else feature_losses(t, batch, r);
   r->total = r->dino + r->ibot + r->koleo + r->feat_cls + r->feat_cos + r->feat_l1;
-  dl_crops_backward(t->student, &shape, &t->ws_global, &t->ws_local, t->d_cls_all, t->d_patch_g, t->mods[0].grads);
+  dl_crops_backward(t->student, &shape, &t->ws_global, &t->ws_local, &t->crops, t->mods[0].grads);
   // Data parallel: every rank's loss is a mean over its own images, so the
   // group's gradient is the mean of the ranks' gradients (before clipping,
   // as DDP/FSDP average before clip_grad_norm_).

@@ -12,6 +12,7 @@
 #include "model/heads.h"
 #include "model/losses.h"
 #include "model/optim.h"
+#include "model/step_parts.h"
 #include "model/schedules.h"
 #include "model/vit_train.h"
 
@@ -60,11 +61,10 @@ typedef struct dl_trainer {
   dl_head_ws head_ws[2], teacher_ws[2];
   long step;
   int patches;                             // patch tokens per global crop
-  float *cls_all, *patch_g, *d_cls_all, *d_patch_g;  // backbone outputs and their gradients
+  dl_crop_buffers crops;                   // backbone outputs and their gradients
   float *out_cls, *out_patch, *d_out_cls, *d_out_patch;  // head outputs and gradients
   float *t_cls, *t_patch;                  // teacher targets (probabilities or features)
-  float *center[2], *scratch, *ibot_w;
-  int *koleo_idx;
+  float *center[2], *scratch, *ibot_w;    // scratch: 2 * max(K0, K1) + 2 floats
 } dl_trainer;
 
 // Shared with the CUDA step (model/cuda/train_step_cuda.h): the checks of
@@ -84,6 +84,10 @@ void dl_trainer_free(dl_trainer *t);
 
 // One step at t->step (then incremented): schedules, forward, losses,
 // backward, clipping, AdamW, EMA (and the centers in centering mode).
+// A zeroed report holding the schedules' values v of its step (the CPU and
+// the CUDA step both start from it).
+void dl_step_report_start(dl_step_report *r, const dl_step_values *v);
+
 int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *report, dl_err *err);
 
 #endif

@@ -42,9 +42,7 @@ int dl_pretrainer_init(dl_pretrainer *t, dl_vit *student, const dl_pretrain_conf
   dl_head_init(&t->heads[1], &cfg->ibot_head);
   dl_head_init_random(&t->heads[0], cfg->seed * 2 + 1);
   dl_head_init_random(&t->heads[1], cfg->seed * 2 + 2);
-  dl_optim_module_init(&t->mods[0], &student->layout, student->params, student->cfg.depth, &cfg->adamw);
-  for (int k = 0; k < 2; k++)
-    dl_optim_module_init(&t->mods[k + 1], &t->heads[k].layout, t->heads[k].params, student->cfg.depth, &cfg->adamw);
+  dl_modules_init(t->mods, student, t->heads, &cfg->adamw);
   // The teacher is the EMA: views of the student's and heads' layouts over the EMA buffers.
   t->teacher = *student;
   t->teacher.params = t->mods[0].ema;
@@ -56,10 +54,8 @@ int dl_pretrainer_init(dl_pretrainer *t, dl_vit *student, const dl_pretrain_conf
   const size_t K0 = (size_t)cfg->dino_head.prototypes, K1 = (size_t)cfg->ibot_head.prototypes;
   t->masks = dl_calloc(rows_patch, sizeof(bool));
   t->mask_rows = dl_calloc(rows_patch, sizeof(int));
-  t->cls_all = dl_zeros(rows_cls * D);
-  t->d_cls_all = dl_zeros(rows_cls * D);
-  t->patch_g = dl_zeros(rows_patch * D);
-  t->d_patch_g = dl_zeros(rows_patch * D);
+  const dl_crop_shape shape = crop_shape(cfg);
+  dl_crop_buffers_init(&t->crops, &shape, D, t->patches);
   t->masked_x = dl_zeros(rows_patch * D);
   t->d_masked_x = dl_zeros(rows_patch * D);
   t->t_cls_raw = dl_zeros((size_t)GB * D);
@@ -72,8 +68,7 @@ int dl_pretrainer_init(dl_pretrainer *t, dl_vit *student, const dl_pretrain_conf
   t->d_logits_patch = dl_zeros(rows_patch * K1);
   t->q_patch = dl_zeros(rows_patch * K1);
   t->ibot_w = dl_zeros(rows_patch);
-  t->scratch = dl_zeros((K0 > K1 ? K0 : K1) + 2 * (size_t)B * D + 2 * (size_t)B);
-  t->koleo_idx = dl_calloc((size_t)B, sizeof(int));
+  t->scratch = dl_zeros(K0 > K1 ? K0 : K1);
   return 0;
 }
 
@@ -87,13 +82,13 @@ void dl_pretrainer_free(dl_pretrainer *t) {
   dl_vit_train_ws_free(&t->ws_global);
   dl_vit_train_ws_free(&t->ws_local);
   dl_vit_workspace_free(&t->ws_teacher);
-  float *bufs[] = {t->cls_all, t->d_cls_all, t->patch_g, t->d_patch_g, t->masked_x, t->d_masked_x,
+  dl_crop_buffers_free(&t->crops);
+  float *bufs[] = {t->masked_x, t->d_masked_x,
                    t->t_cls_raw, t->t_patch_raw, t->t_masked_x, t->logits_cls, t->d_logits_cls, t->q_cls,
                    t->logits_patch, t->d_logits_patch, t->q_patch, t->ibot_w, t->scratch};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
   free(t->masks);
   free(t->mask_rows);
-  free(t->koleo_idx);
   memset(t, 0, sizeof *t);
 }
 
@@ -159,27 +154,26 @@ static void losses_and_head_grads(dl_pretrainer *t, int M, dl_pretrain_report *r
   const dl_pretrain_config *c = &t->cfg;
   const int G = c->global_crops, L = c->local_crops, B = c->batch, D = t->student->cfg.dim;
   const int GB = G * B, P = t->patches, K0 = c->dino_head.prototypes, K1 = c->ibot_head.prototypes;
-  dl_head_forward(&t->heads[0], DL_HEAD_FULL, t->cls_all, (G + L) * B, t->logits_cls, &t->head_ws[0]);
+  dl_head_forward(&t->heads[0], DL_HEAD_FULL, t->crops.cls_all, (G + L) * B, t->logits_cls, &t->head_ws[0]);
   const int pairs = dl_dino_pairs(G + L, G, true);
   memset(t->d_logits_cls, 0, (size_t)(G + L) * B * K0 * sizeof(float));  // rows without a pair keep 0
   r->dino = dl_dino_loss(t->logits_cls, t->q_cls, G + L, G, B, K0, c->student_temp, true, c->weights.dino / pairs,
                          t->d_logits_cls);
-  dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_logits_cls, t->mods[1].grads, t->d_cls_all);
-  memset(t->d_patch_g, 0, (size_t)GB * P * D * sizeof(float));
+  dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_logits_cls, t->mods[1].grads, t->crops.d_cls_all);
+  memset(t->crops.d_patch_g, 0, (size_t)GB * P * D * sizeof(float));
   r->ibot = 0.0f;
   if (M > 0) {
-    gather_rows(t->masked_x, t->patch_g, t->mask_rows, M, D);
+    gather_rows(t->masked_x, t->crops.patch_g, t->mask_rows, M, D);
     dl_head_forward(&t->heads[1], DL_HEAD_FULL, t->masked_x, M, t->logits_patch, &t->head_ws[1]);
     dl_ibot_weights(t->ibot_w, t->masks, GB, P);
     r->ibot = dl_ibot_loss(t->logits_patch, t->q_patch, t->ibot_w, M, K1, GB, c->student_temp, c->weights.ibot,
                            t->d_logits_patch);
     dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_logits_patch, t->mods[2].grads, t->d_masked_x);
     for (int i = 0; i < M; i++)
-      memcpy(t->d_patch_g + (size_t)t->mask_rows[i] * D, t->d_masked_x + (size_t)i * D, (size_t)D * sizeof(float));
+      memcpy(t->crops.d_patch_g + (size_t)t->mask_rows[i] * D, t->d_masked_x + (size_t)i * D, (size_t)D * sizeof(float));
   }
   const dl_crop_shape shape = crop_shape(c);
-  r->koleo = dl_koleo_global_crops(&shape, D, c->weights.koleo, t->cls_all, t->d_cls_all,
-                                   t->scratch + (K0 > K1 ? K0 : K1), t->koleo_idx);
+  r->koleo = dl_koleo_global_crops(&shape, D, c->weights.koleo, &t->crops);
 }
 
 int dl_pretrainer_step(dl_pretrainer *t, const float *global_images, const float *local_images,
@@ -196,12 +190,12 @@ int dl_pretrainer_step(dl_pretrainer *t, const float *global_images, const float
   r->masked = M;
   if (teacher_targets(t, global_images, M, (float)r->teacher_temp, err)) return -1;
   if (dl_crops_forward(t->student, &shape, global_images, t->masks, local_images, &t->ws_global, &t->ws_local,
-                       t->cls_all, t->patch_g, err))
+                       &t->crops, err))
     return -1;
   for (int k = 0; k < 3; k++) dl_optim_zero_grad(&t->mods[k]);
   losses_and_head_grads(t, M, r);
   r->total = r->dino + r->ibot + r->koleo;
-  dl_crops_backward(t->student, &shape, &t->ws_global, &t->ws_local, t->d_cls_all, t->d_patch_g, t->mods[0].grads);
+  dl_crops_backward(t->student, &shape, &t->ws_global, &t->ws_local, &t->crops, t->mods[0].grads);
   double grad_norm[3];
   dl_modules_update(t->mods, 3, &c->adamw, t->step, &v, grad_norm);
   t->step++;

@@ -20,6 +20,7 @@
 #include "model/losses.h"
 #include "model/optim.h"
 #include "model/schedules.h"
+#include "model/step_parts.h"
 #include "model/vit_train.h"
 
 typedef struct dl_pretrain_config {
@@ -57,11 +58,11 @@ typedef struct dl_pretrainer {
   int patches;
   bool *masks;                                    // [G*B, P]
   int *mask_rows;                                 // patch rows (G*B*P indexing) that are masked
-  float *cls_all, *d_cls_all, *patch_g, *d_patch_g, *masked_x, *d_masked_x;
+  dl_crop_buffers crops;                          // backbone outputs and their gradients
+  float *masked_x, *d_masked_x;
   float *t_cls_raw, *t_patch_raw, *t_masked_x;    // teacher backbone outputs
   float *logits_cls, *d_logits_cls, *logits_patch, *d_logits_patch, *q_cls, *q_patch;
-  float *ibot_w, *scratch;
-  int *koleo_idx;
+  float *ibot_w, *scratch;                        // scratch: max(K0, K1) floats
 } dl_pretrainer;
 
 // student: an initialized model (its parameters are trained in place).

@@ -9,6 +9,7 @@
 # with a CUDA build of PyTorch 2.x; default python3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/gpu/result_line.sh
 res=${1:?usage: bench/gpu/teacher.sh RES BATCH}
 batch=${2:?usage: bench/gpu/teacher.sh RES BATCH}
 repeats=${BENCH_REPEATS:-10}
@@ -25,10 +26,10 @@ theirs=$(field torch_images_per_s "$theirs_line")
 flops=$(field flops_per_image "$ours_line")
 peak=$(field peak_tflops "$ours_line")
 echo "device: $(field device "$ours_line")   torch: $(field torch "$theirs_line")"
-awk -v a="$ours" -v b="$theirs" -v f="$flops" -v p="$peak" -v r="$res" 'BEGIN {
+awk -v a="$ours" -v b="$theirs" -v f="$flops" -v p="$peak" 'BEGIN {
   printf "distill: %.2f images/s   pytorch: %.2f images/s\n", a, b
   if (p > 0) printf "mfu_distill=%.3f mfu_pytorch=%.3f (peak %.1f TFLOP/s dense bf16)\n", a * f / (p * 1e12), b * f / (p * 1e12), p
-  else print "mfu: unknown card, set BENCH_PEAK_TFLOPS"
-  if (p > 0) { mo = sprintf("%.3f", a * f / (p * 1e12)); mt = sprintf("%.3f", b * f / (p * 1e12)) } else { mo = "-"; mt = "-" }
-  printf "result gpu-teacher-%s distill=%.2f pytorch=%.2f mfu_distill=%s mfu_pytorch=%s ratio=%.2f\n", r, a, b, mo, mt, a / b
-  printf "ratio=%.2f\n", a / b }'
+  else print "mfu: unknown card, set BENCH_PEAK_TFLOPS" }'
+line=$(result_line "gpu-teacher-$res" "$ours" "$theirs" "$flops" "$peak")
+echo "$line"
+echo "ratio=${line##*ratio=}"

@@ -11,6 +11,7 @@
 # build/bench/gpu), DISTILL_TORCH_PYTHON (default python3).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/gpu/result_line.sh
 size=${1:?usage: bench/gpu/train.sh vits14|vitb14|vitl14}
 repeats=${BENCH_REPEATS:-5}
 batch=${BENCH_TRAIN_BATCH:-32}
@@ -28,10 +29,8 @@ for kind in prototypes features; do
   o=$(grep " kind=$kind " <<<"$ours" || true)
   t=$(grep " kind=$kind " <<<"$theirs" || true)
   [ -n "$o" ] && [ -n "$t" ] || { echo "bench gpu-train-$size: no $kind figure from one side" >&2; exit 1; }
-  line=$(awk -v k="gpu-train-$size/$kind" -v a="$(field images_per_s "$o")" -v b="$(field images_per_s "$t")" \
-             -v f="$(field flops_per_image "$o")" -v p="$(field peak_tflops "$o")" 'BEGIN {
-    if (p > 0) { mo = sprintf("%.3f", a * f / (p * 1e12)); mt = sprintf("%.3f", b * f / (p * 1e12)) } else { mo = "-"; mt = "-" }
-    printf "result %s distill=%.2f pytorch=%.2f mfu_distill=%s mfu_pytorch=%s ratio=%.2f\n", k, a, b, mo, mt, a / b }')
+  line=$(result_line "gpu-train-$size/$kind" "$(field images_per_s "$o")" "$(field images_per_s "$t")" \
+                     "$(field flops_per_image "$o")" "$(field peak_tflops "$o")")
   echo "$line"
   r=${line##*ratio=}
   if [ -z "$worst" ] || awk -v a="$r" -v b="$worst" 'BEGIN { exit !(a < b) }'; then worst=$r; fi

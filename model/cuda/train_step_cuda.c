@@ -344,11 +344,7 @@ int dl_cuda_trainer_step(dl_cuda_trainer *t, const dl_train_batch *batch, dl_ste
   const dl_train_config *c = &t->cfg;
   cudaStream_t s = t->vit.stream;
   const dl_step_values v = dl_step_values_at(&c->sched, t->step);
-  memset(r, 0, sizeof *r);
-  r->lr = v.lr;
-  r->wd = v.wd;
-  r->momentum = v.momentum;
-  r->teacher_temp = v.teacher_temp;
+  dl_step_report_start(r, &v);
   upload_targets(t, batch);
   if (student_forward(t, batch, err)) return -1;
   cudaCheck(cudaMemsetAsync(t->mods[0].grads, 0, t->grads_total * sizeof(float), s));

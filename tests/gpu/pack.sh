@@ -25,7 +25,7 @@ mkdir -p "$out/bin" "$out/lib" "$out/ref" "$out/bench/gpu" "$out/tools"
 for p in $progs; do cp "build/tests/gpu/$p" "$out/bin/"; done
 for b in $benches; do cp "build/bench/gpu/$b" "$out/bin/"; done
 cp -r tests/ref/dinov2 "$out/ref/"
-cp bench/gpu/teacher.sh bench/gpu/train.sh bench/gpu/torch_teacher.py bench/gpu/torch_train_gpu.py "$out/bench/gpu/"
+cp bench/gpu/teacher.sh bench/gpu/train.sh bench/gpu/result_line.sh bench/gpu/torch_teacher.py bench/gpu/torch_train_gpu.py "$out/bench/gpu/"
 cp bench/torch_train.py "$out/bench/"
 cp tools/dinov2_torch.py "$out/tools/"
 cp tests/gpu/check.sh "$out/"
