@@ -17,9 +17,32 @@
 #include "teacher/teacher_model.h"
 #include "transport/malloc_tuning.h"
 #include "transport/synthetic.h"
+#include "student/metrics_http.h"
 #include "transport/teacher_server.h"
 
 static dl_teacher_server *g_server;
+
+// Where the status goes besides the log: the Prometheus endpoint and a JSON-lines file.
+typedef struct status_sinks {
+  dl_metrics_http *http;
+  FILE *jsonl;
+} status_sinks;
+
+static void publish_status(void *user, const char *prometheus, const char *json_line) {
+  status_sinks *k = user;
+  if (k->http) dl_metrics_http_publish(k->http, prometheus);
+  if (k->jsonl) {
+    fprintf(k->jsonl, "%s\n", json_line);
+    fflush(k->jsonl);
+  }
+}
+
+static dl_lead_policy parse_policy(const char *name) {
+  if (strcmp(name, "pace") == 0) return DL_LEAD_PACE;
+  if (strcmp(name, "spill") == 0) return DL_LEAD_SPILL;
+  if (strcmp(name, "free") == 0) return DL_LEAD_FREE;
+  dl_die_input("teacher: lead policy '%s': use pace, spill or free", name);
+}
 
 static void on_signal(int sig) {
   (void)sig;
@@ -57,6 +80,9 @@ int cmd_teacher(int argc, char **argv) {
   const char *bind = "tcp://127.0.0.1:5555", *id = NULL, *synthetic = NULL, *codec = NULL;
   const char *store = NULL, *curve_key = NULL, *allow = NULL, *recipe = NULL, *weights = NULL;
   const char *recipe_path = NULL, *device = "cpu";
+  const char *policy = NULL, *spill_dir = NULL, *metrics_addr = "127.0.0.1", *metrics_file = NULL;
+  int max_lead_mb = -1, spill_mb = -1, metrics_port = 0, status_every_s = 10;
+  double grace_s = -1;
   // -1 / NULL: not given (the recipe's value, else the default)
   int block_size = 32, crops = 2, zstd_level = -1, cache_mb = -1, heartbeat_ms = 1000;
   int dead_after_ms = 5000, max_msg_kb = 1024, io_threads = 1;
@@ -76,6 +102,17 @@ int cmd_teacher(int argc, char **argv) {
       {"dead-after-ms", DL_FLAG_INT, &dead_after_ms, "MS", "a silent student is forgotten after this (default 5000)"},
       {"max-msg-kb", DL_FLAG_INT, &max_msg_kb, "KB", "largest message a student may send (default 1024)"},
       {"io-threads", DL_FLAG_INT, &io_threads, "N", "ZeroMQ I/O threads sending to students (default 1; more for fast networks, see docs/protocol.md)"},
+      {"lead-policy", DL_FLAG_STRING, &policy, "pace|spill|free",
+       "when a family runs ahead of a slower one that needs the same blocks: hold it back (pace, default), keep "
+       "the blocks on disk (spill), or drop and recompute (free); docs/operations.md"},
+      {"max-lead-mb", DL_FLAG_INT, &max_lead_mb, "N", "pacing bound: MiB of blocks past the slower family (default: half the cache)"},
+      {"family-grace-s", DL_FLAG_DOUBLE, &grace_s, "S", "a silent family still holds the others this long (default 30)"},
+      {"spill", DL_FLAG_STRING, &spill_dir, "DIR", "the spill store's folder (scratch, emptied at start)"},
+      {"spill-mb", DL_FLAG_INT, &spill_mb, "N", "the spill store's budget in MiB"},
+      {"status-every-s", DL_FLAG_INT, &status_every_s, "S", "status line (and metrics) every S seconds; 0 = never (default 10)"},
+      {"metrics-port", DL_FLAG_INT, &metrics_port, "PORT", "serve Prometheus metrics on this port (0 = none)"},
+      {"metrics-addr", DL_FLAG_STRING, &metrics_addr, "ADDR", "the metrics endpoint's address (default 127.0.0.1)"},
+      {"metrics-file", DL_FLAG_STRING, &metrics_file, "FILE", "append the status as JSON lines to FILE"},
       {"store", DL_FLAG_STRING, &store, "DIR", "target store to serve from (and to write with --store-write)"},
       {"store-write", DL_FLAG_BOOL, &store_write, NULL, "add every computed block to --store"},
       {"curve-key", DL_FLAG_STRING, &curve_key, "FILE", "this teacher's secret key (distill keygen): CURVE on"},
@@ -89,8 +126,11 @@ int cmd_teacher(int argc, char **argv) {
   const dl_command_spec spec = {
       "teacher", "(--recipe R | --synthetic D,P | --store DIR) [options]",
       "Serves teacher targets to student ranks over ZeroMQ until SIGINT or SIGTERM,\n"
-      "then prints its metrics as one key=value line on stdout (with --recipe, also a\n"
-      "line of engine counters: blocks prepared, forward passes, images, failures).",
+      "then prints its metrics as one key=value line on stdout, then the sharing summary\n"
+      "(\"computed N unique blocks for F families (S served); computed again: A (...)\"),\n"
+      "and with --recipe a line of engine counters (blocks prepared, forward passes,\n"
+      "images, failures). With --recipe, students whose data and crops sections differ\n"
+      "from the recipe's are refused at HELLO.",
       flags, (int)(sizeof flags / sizeof flags[0])};
   char *pos[1];
   int npos;
@@ -111,7 +151,16 @@ int cmd_teacher(int argc, char **argv) {
     if (!codec) codec = rec.teacher.codec;
     if (zstd_level < 0) zstd_level = rec.teacher.zstd_level;
     if (cache_mb < 0) cache_mb = rec.teacher.cache_mb;
+    if (!policy) policy = rec.teacher.lead_policy;
+    if (max_lead_mb < 0) max_lead_mb = rec.teacher.max_lead_mb;
+    if (grace_s < 0) grace_s = rec.teacher.family_grace_s;
+    if (!spill_dir && rec.teacher.spill_dir[0]) spill_dir = rec.teacher.spill_dir;
+    if (spill_mb < 0) spill_mb = rec.teacher.spill_mb;
   }
+  if (!policy) policy = "pace";
+  if (max_lead_mb < 0) max_lead_mb = 0;
+  if (grace_s < 0) grace_s = 30;
+  if (spill_mb < 0) spill_mb = 0;
   if (!codec) codec = "f32";
   if (zstd_level < 0) zstd_level = 0;
   if (cache_mb < 0) cache_mb = 1024;
@@ -123,9 +172,18 @@ int cmd_teacher(int argc, char **argv) {
   check_range("dead-after-ms", dead_after_ms, heartbeat_ms, 3600000);
   check_range("max-msg-kb", max_msg_kb, 1, 1 << 20);
   check_range("io-threads", io_threads, 1, 64);
+  check_range("max-lead-mb", max_lead_mb, 0, 1 << 24);
+  check_range("spill-mb", spill_mb, 0, 1 << 30);
+  check_range("status-every-s", status_every_s, 0, 86400);
+  check_range("metrics-port", metrics_port, 0, 65535);
+  if (grace_s > 86400) dl_die_input("teacher: --family-grace-s must lie in [0, 86400], got %g", grace_s);
+  cfg.lead_policy = parse_policy(policy);
+  if (cfg.lead_policy == DL_LEAD_SPILL && (!spill_dir || spill_mb <= 0))
+    dl_die_input("teacher: the spill policy needs --spill DIR and --spill-mb N (or teacher.spill_dir and spill_mb)");
   if (dl_codec_spec_parse(codec, &cfg.codecs, &err)) dl_die_input("teacher: --codec: %s", err.msg);
   if (allow && !curve_key) dl_die_input("teacher: --allow needs --curve-key");
   if (store_write && !store) dl_die_input("teacher: --store-write needs --store DIR");
+  if (store_write && !synthetic && !recipe_path) dl_die_input("teacher: --store-write needs a model (--recipe R or --synthetic D,P)");
   syn.block_size = (uint32_t)block_size;
   syn.crops = (uint32_t)crops;
 
@@ -138,6 +196,14 @@ int cmd_teacher(int argc, char **argv) {
   cfg.bind = bind;
   cfg.teacher_id = id;
   cfg.recipe_hash = parse_hash("recipe-hash", recipe);
+  // With a recipe the stream check is always on: the hash and text of its
+  // data and crops sections (--recipe-hash replaces the hash, 0 turns it off).
+  char stream_text[DL_RECIPE_STREAM_TEXT_MAX];
+  if (recipe_path && !recipe) {
+    dl_recipe_stream_text(&rec, stream_text, sizeof stream_text);
+    cfg.recipe_hash = dl_recipe_stream_hash(&rec);
+    cfg.stream_text = stream_text;
+  }
   cfg.weights_hash = parse_hash("weights-hash", weights);
   cfg.embed_dim = syn.dim;
   cfg.patch_tokens = syn.patches;
@@ -160,6 +226,22 @@ int cmd_teacher(int argc, char **argv) {
   cfg.job_queued = recipe_path ? dl_teacher_engine_announce : NULL;
   cfg.store_dir = store;
   cfg.store_write = store_write;
+  dl_store_identity identity = {.stream_hash = cfg.recipe_hash, .weights_hash = cfg.weights_hash,
+                                .zstd_level = zstd_level, .target_kind = cfg.target_kind};
+  snprintf(identity.codec, sizeof identity.codec, "%s", codec);
+  cfg.store_identity = store && (recipe_path || synthetic) ? &identity : NULL;
+  cfg.max_lead_bytes = (size_t)max_lead_mb << 20;
+  cfg.family_grace_ms = (int)(grace_s * 1000);
+  cfg.spill_dir = spill_dir;
+  cfg.spill_bytes = (size_t)spill_mb << 20;
+  cfg.status_every_ms = status_every_s * 1000;
+  status_sinks sinks = {0};
+  if (metrics_port && !(sinks.http = dl_metrics_http_start(metrics_addr, metrics_port, &err)))
+    dl_die_input("teacher: %s", err.msg);
+  if (metrics_file && !(sinks.jsonl = fopen(metrics_file, "a")))
+    dl_die_input("teacher: --metrics-file %s: cannot open for appending", metrics_file);
+  cfg.publish = metrics_port || metrics_file ? publish_status : NULL;
+  cfg.publish_user = &sinks;
   cfg.curve_secret = curve_key ? &secret : NULL;
   cfg.allow = allowed;
   cfg.nallow = nallow;
@@ -176,6 +258,10 @@ int cmd_teacher(int argc, char **argv) {
   int rc = dl_teacher_server_run(g_server);
   dl_teacher_metrics m = dl_teacher_server_metrics(g_server);
   dl_teacher_metrics_print(&m, stdout);
+  dl_teacher_sharing_print(&m, stdout);
+  char advice[512];
+  dl_teacher_server_sizing_advice(g_server, advice, sizeof advice);
+  if (advice[0]) printf("sizing: %s\n", advice);
   fflush(stdout);
   dl_teacher_server_destroy(g_server);
   g_server = NULL;
@@ -186,5 +272,7 @@ int cmd_teacher(int argc, char **argv) {
     dl_teacher_model_close(&model);
   }
   free(allowed);
+  dl_metrics_http_stop(sinks.http);
+  if (sinks.jsonl) fclose(sinks.jsonl);
   return rc == 0 ? 0 : 1;
 }

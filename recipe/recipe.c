@@ -268,13 +268,20 @@ int dl_recipe_resolve_paths(dl_recipe *r, const char *recipe_path, dl_err *err) 
   return 0;
 }
 
-uint64_t dl_recipe_stream_hash(const dl_recipe *r) {
-  char text[1400];
+size_t dl_recipe_stream_text(const dl_recipe *r, char *buf, size_t n) {
   const dl_crop_spec *s = &r->crops;
-  int n = snprintf(text, sizeof text, "%s|%llu|%d|%d,%d,%.17g,%.17g|%d,%d,%.17g,%.17g", r->dataset,
-                   (unsigned long long)r->seed, r->block_size, s->global_count, s->global_size, s->global_scale_lo,
-                   s->global_scale_hi, s->local_count, s->local_size, s->local_scale_lo, s->local_scale_hi);
-  return dl_xxhash64(text, (size_t)n, 0);
+  int k = snprintf(buf, n,
+                   "data.dataset=%s;data.seed=%llu;data.block_size=%d;crops.global_count=%d;crops.global_size=%d;"
+                   "crops.global_scale=%.15g,%.15g;crops.local_count=%d;crops.local_size=%d;crops.local_scale=%.15g,%.15g",
+                   r->dataset, (unsigned long long)r->seed, r->block_size, s->global_count, s->global_size,
+                   s->global_scale_lo, s->global_scale_hi, s->local_count, s->local_size, s->local_scale_lo,
+                   s->local_scale_hi);
+  return k < 0 ? 0 : (size_t)k < n ? (size_t)k : n - 1;
+}
+
+uint64_t dl_recipe_stream_hash(const dl_recipe *r) {
+  char text[DL_RECIPE_STREAM_TEXT_MAX];
+  return dl_xxhash64(text, dl_recipe_stream_text(r, text, sizeof text), 0);
 }
 
 int dl_recipe_rank_blocks(const dl_recipe *r, int world, int *blocks_per_rank, dl_err *err) {

@@ -104,8 +104,13 @@ int dl_recipe_parse(const char *name, const uint8_t *text, size_t n, dl_recipe *
 // dataset spec) are left as they are.
 int dl_recipe_resolve_paths(dl_recipe *r, const char *recipe_path, dl_err *err);
 
-// What a teacher and a student must agree on: a hash of the sample stream
-// (dataset, seed, block size, crops). Sent in HELLO.
+// What a teacher and a student must agree on: the sample stream, i.e. the
+// recipe's data section (dataset, seed, block size) and crops section. The
+// text is "key=value;key=value..." in a fixed order (a teacher refusing a
+// student names the keys that differ); the hash is its xxHash64. Both go in
+// HELLO. Returns the text's length (cut to n - 1).
+#define DL_RECIPE_STREAM_TEXT_MAX 2048
+size_t dl_recipe_stream_text(const dl_recipe *r, char *buf, size_t n);
 uint64_t dl_recipe_stream_hash(const dl_recipe *r);
 
 // Per-rank sizes of a group of `world` ranks; -1 with a message when the

@@ -32,6 +32,11 @@ static const key_spec kTeacherKeys[] = {
     STR(dl_recipe_teacher, codec),
     NUM(dl_recipe_teacher, zstd_level, K_INT, 0, 22),
     NUM(dl_recipe_teacher, workers, K_INT, 1, 256),
+    STR(dl_recipe_teacher, lead_policy),
+    NUM(dl_recipe_teacher, max_lead_mb, K_INT, 0, 1 << 24),
+    NUM(dl_recipe_teacher, family_grace_s, K_DOUBLE, 0, 86400),
+    STR(dl_recipe_teacher, spill_dir),
+    NUM(dl_recipe_teacher, spill_mb, K_INT, 0, 1 << 30),
 };
 
 #define P(f, kind, lo, hi) NUM(dl_recipe_pretrain, f, kind, lo, hi)
@@ -58,6 +63,8 @@ void dl_recipe_teacher_defaults(dl_recipe_teacher *t, dl_recipe_pretrain *p) {
   t->cache_mb = 1024;
   snprintf(t->codec, sizeof t->codec, "f32");
   t->workers = 2;
+  snprintf(t->lead_policy, sizeof t->lead_policy, "pace");
+  t->family_grace_s = 30;
   memset(p, 0, sizeof *p);
   *p = (dl_recipe_pretrain){
       .patch = 14, .dim = 192, .depth = 4, .heads = 3, .mlp_ratio = 4, .layerscale = 1e-5,

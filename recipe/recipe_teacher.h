@@ -24,6 +24,12 @@ typedef struct dl_recipe_teacher {
   char codec[128];                 // codec spec (transport/codec.h), default "f32"
   int zstd_level;                  // default 0
   int workers;                     // decode+augment threads (default 2)
+  // Sharing among families (docs/operations.md, "Sharing"):
+  char lead_policy[16];            // pace (default), spill or free
+  int max_lead_mb;                 // pacing bound; 0: half of cache_mb
+  double family_grace_s;           // a silent family still holds the others this long (default 30)
+  char spill_dir[DL_RECIPE_PATH_MAX];  // the spill store (policy spill)
+  int spill_mb;                    // its budget
 } dl_recipe_teacher;
 
 typedef struct dl_recipe_pretrain {

@@ -31,14 +31,15 @@ static void format_eta(char *out, size_t cap, double s) {
 }
 
 void dl_student_log_step(dl_student_log *l, long step, int resolution, const dl_step_report *r, double seconds,
-                         int images) {
+                         int images, double wait_s, double held_s) {
   const double ips = seconds > 0 ? images / seconds : 0.0;
   fprintf(l->jsonl,
           "{\"step\":%ld,\"resolution\":%d,\"loss\":%.9g,\"dino\":%.9g,\"ibot\":%.9g,\"koleo\":%.9g,"
           "\"feat_cls\":%.9g,\"feat_cos\":%.9g,\"feat_l1\":%.9g,\"lr\":%.9g,\"wd\":%.9g,\"momentum\":%.9g,"
-          "\"teacher_temp\":%.9g,\"grad_norm\":[%.6g,%.6g,%.6g],\"seconds\":%.4f,\"images_per_s\":%.2f}\n",
+          "\"teacher_temp\":%.9g,\"grad_norm\":[%.6g,%.6g,%.6g],\"seconds\":%.4f,\"images_per_s\":%.2f,"
+          "\"target_wait_s\":%.4f,\"target_held_s\":%.4f}\n",
           step, resolution, r->total, r->dino, r->ibot, r->koleo, r->feat_cls, r->feat_cos, r->feat_l1, r->lr, r->wd,
-          r->momentum, r->teacher_temp, r->grad_norm[0], r->grad_norm[1], r->grad_norm[2], seconds, ips);
+          r->momentum, r->teacher_temp, r->grad_norm[0], r->grad_norm[1], r->grad_norm[2], seconds, ips, wait_s, held_s);
   fflush(l->jsonl);
   if (l->quiet) return;
   const long done = step + 1 - l->step_start;

@@ -23,9 +23,10 @@ typedef struct dl_student_log {
 int dl_student_log_open(dl_student_log *l, const char *out_dir, int rank, long total_steps, long first_step, bool quiet,
                         dl_err *err);
 // One finished step (report of step `step`, 0-based) that took `seconds` for
-// `images` images over the group.
+// `images` images over the group, of which this rank waited wait_s for its
+// targets, held_s of them held back by a teacher's pacing.
 void dl_student_log_step(dl_student_log *l, long step, int resolution, const dl_step_report *r, double seconds,
-                         int images);
+                         int images, double wait_s, double held_s);
 // An event line in the JSON file and on stderr ("checkpoint", "resume", "hires").
 void dl_student_log_event(dl_student_log *l, const char *event, long step, const char *detail);
 void dl_student_log_close(dl_student_log *l);

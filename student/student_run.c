@@ -42,6 +42,7 @@ typedef struct run_state {
   long last_ckpt_step;
   double last_ckpt_time;
   char resumed_from[DL_CKPT_PATH_MAX];  // the checkpoint setup restored
+  bool refused;                         // a teacher refused this student's stream or protocol: bad input
 } run_state;
 
 static uint64_t group_blocks(const run_state *s, long steps) {
@@ -55,6 +56,7 @@ static int make_dir(const char *path, dl_err *err) {
 
 static void add_client_metrics(dl_student_metrics *a, const dl_student_metrics *b) {
   a->received += b->received;
+  a->delivered += b->delivered;
   a->rerequested += b->rerequested;
   a->checksum_failures += b->checksum_failures;
   a->failovers += b->failovers;
@@ -63,6 +65,9 @@ static void add_client_metrics(dl_student_metrics *a, const dl_student_metrics *
   a->bytes_wire += b->bytes_wire;
   a->teachers_added += b->teachers_added;
   a->teachers_removed += b->teachers_removed;
+  a->holds += b->holds;
+  a->held_seconds += b->held_seconds;
+  a->wait_seconds += b->wait_seconds;
 }
 
 static void stop_stream(run_state *s) {
@@ -80,6 +85,20 @@ static int target_dim(const run_state *s) {
   return s->r->train.prototypes ? s->teacher_heads[0].cfg.out_dim : s->r->train.teacher_dim;
 }
 
+// The family's whole plan, sent to the teachers in every HELLO so that they
+// know which blocks it will still need and at which resolution: the main
+// phase at crops.global_size, then the high-resolution phase, if any.
+static int family_plan(const run_state *s, dl_plan_phase *plan) {
+  const dl_recipe *r = s->r;
+  const long hires_start = r->hires.steps ? r->train.steps - r->hires.steps : r->train.steps;
+  int n = 0;
+  if (hires_start > 0)
+    plan[n++] = (dl_plan_phase){0, group_blocks(s, hires_start), (uint32_t)r->crops.global_size};
+  if (r->hires.steps)
+    plan[n++] = (dl_plan_phase){group_blocks(s, hires_start), group_blocks(s, r->train.steps), (uint32_t)r->hires.size};
+  return n;
+}
+
 // The client and loader for steps [t.step, phase_end) at the current size.
 static int start_stream(run_state *s, dl_err *err) {
   const dl_recipe *r = s->r;
@@ -94,6 +113,12 @@ static int start_stream(run_state *s, dl_err *err) {
   cfg.rank = (uint32_t)s->o->rank;
   cfg.world = (uint32_t)s->o->world;
   cfg.recipe_hash = dl_recipe_stream_hash(r);
+  char stream_text[DL_RECIPE_STREAM_TEXT_MAX];
+  dl_recipe_stream_text(r, stream_text, sizeof stream_text);
+  cfg.stream_text = stream_text;
+  dl_plan_phase plan[2];
+  cfg.plan = plan;
+  cfg.nplan = family_plan(s, plan);
   cfg.resolution = (uint32_t)s->global_size;
   cfg.start_index = start_index;
   cfg.end_block = group_blocks(s, s->phase_end);
@@ -286,6 +311,7 @@ static int next_target(run_state *s, dl_target_block *tb, dl_err *err) {
     // A group stops together, between steps (the flag is reduced there).
     if (*s->o->stop && s->o->world == 1) return 0;
     int rc = dl_student_client_next(s->client, tb, 200, err);
+    if (rc < 0) s->refused = dl_student_client_refused(s->client);
     if (rc != 0) return rc;
   }
 }
@@ -324,6 +350,8 @@ static void publish(run_state *s, const dl_step_report *r, double images_per_s) 
       {"distill_student_teachers_added_total", "counter", NULL, (double)m.teachers_added},
       {"distill_student_teachers_removed_total", "counter", NULL, (double)m.teachers_removed},
       {"distill_student_wire_bytes_total", "counter", NULL, (double)m.bytes_wire},
+      {"distill_student_target_wait_seconds_total", "counter", NULL, m.wait_seconds},
+      {"distill_student_target_held_seconds_total", "counter", NULL, m.held_seconds},
   };
   size_t n = 0;
   for (size_t i = 0; i < sizeof rows / sizeof rows[0] && n < sizeof text; i++) {
@@ -342,6 +370,7 @@ static void publish(run_state *s, const dl_step_report *r, double images_per_s) 
 // One training step; 1 done, 0 stopped by a signal before it began, -1 fatal.
 static int train_step(run_state *s, dl_err *err) {
   const double t0 = dl_now_seconds();
+  const dl_student_metrics before = dl_student_client_metrics(s->client);
   for (int j = 0; j < s->blocks_per_rank; j++) {
     dl_target_block tb;
     int rc = next_target(s, &tb, err);
@@ -367,7 +396,9 @@ static int train_step(run_state *s, dl_err *err) {
     for (int i = 0; i < 7; i++) *dst[i] = terms[i] / (float)s->o->world;
   }
   const double seconds = dl_now_seconds() - t0;
-  dl_student_log_step(&s->log, s->t.step - 1, s->global_size, &rep, seconds, s->r->train.batch);
+  const dl_student_metrics after = dl_student_client_metrics(s->client);
+  dl_student_log_step(&s->log, s->t.step - 1, s->global_size, &rep, seconds, s->r->train.batch,
+                      after.wait_seconds - before.wait_seconds, after.held_seconds - before.held_seconds);
   publish(s, &rep, seconds > 0 ? s->r->train.batch / seconds : 0.0);
   return 1;
 }
@@ -415,9 +446,15 @@ int dl_student_run(const dl_student_options *o, dl_err *err) {
     s.log.step_start = s.t.step;
     // A backend that cannot take this student (e.g. the CUDA attention's
     // head dimension) is bad input, like a bad recipe.
-    status = start_backend(&s, err) == 0 ? (train(&s, err) == 0 ? 0 : 1) : 2;
+    status = start_backend(&s, err) == 0 ? (train(&s, err) == 0 ? 0 : s.refused ? 2 : 1) : 2;
   }
   stop_stream(&s);
+  if (s.log.jsonl && s.client_totals.delivered + s.client_totals.received > 0) {
+    char detail[128];  // how long the rank waited for targets, and how much of it pacing held it back
+    snprintf(detail, sizeof detail, "wait_seconds=%.1f held_seconds=%.1f", s.client_totals.wait_seconds,
+             s.client_totals.held_seconds);
+    dl_student_log_event(&s.log, "targets", s.t.step, detail);
+  }
   stop_backend(&s);
   dl_step_batch_free(&s.batch);
   if (s.have_trainer) dl_trainer_free(&s.t), dl_vit_free(&s.vit);

@@ -52,7 +52,8 @@ typedef struct dl_student_options {
 } dl_student_options;
 
 // Returns 0 when training finished or stopped cleanly, 2 on bad input (the
-// message is in err), 1 on a fatal condition met while training.
+// message is in err; a teacher refusing the student's stream or protocol
+// counts as such), 1 on a fatal condition met while training.
 int dl_student_run(const dl_student_options *o, dl_err *err);
 
 #endif

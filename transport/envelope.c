@@ -74,9 +74,20 @@ static int validate_body(const dl_envelope *e, dl_err *err) {
     case DISTILL__ENVELOPE__BODY_HELLO: {
       const Distill__Hello *h = e->hello;
       if (!valid_string(h->group, DL_GROUP_NAME_MAX)) return dl_fail(err, "HELLO: bad group name");
-      if (h->world == 0 || h->rank >= h->world)
-        return dl_fail(err, "HELLO: rank %u of world %u", h->rank, h->world);
+      if (h->world == 0 || h->world > DL_MAX_WORLD || h->rank >= h->world)
+        return dl_fail(err, "HELLO: rank %u of world %u (1..%d ranks)", h->rank, h->world, DL_MAX_WORLD);
       if (h->n_codecs > 16) return dl_fail(err, "HELLO: %zu codecs", h->n_codecs);
+      if (h->stream && strnlen(h->stream, DL_STREAM_TEXT_MAX) >= DL_STREAM_TEXT_MAX)
+        return dl_fail(err, "HELLO: stream text longer than %d bytes", DL_STREAM_TEXT_MAX - 1);
+      if (h->n_plan > DL_PLAN_MAX_PHASES) return dl_fail(err, "HELLO: %zu plan phases", h->n_plan);
+      for (size_t i = 0; i < h->n_plan; i++) {
+        const Distill__Phase *p = h->plan[i];
+        if (p->first_block >= p->end_block || p->resolution == 0 || p->resolution > 65536)
+          return dl_fail(err, "HELLO: plan phase %zu is blocks [%llu, %llu) at %u px", i,
+                         (unsigned long long)p->first_block, (unsigned long long)p->end_block, p->resolution);
+        if (i > 0 && p->first_block < h->plan[i - 1]->end_block)
+          return dl_fail(err, "HELLO: plan phase %zu overlaps the one before", i);
+      }
       return 0;
     }
     case DISTILL__ENVELOPE__BODY_WELCOME:
@@ -88,6 +99,9 @@ static int validate_body(const dl_envelope *e, dl_err *err) {
         return dl_fail(err, "REQUEST for %zu blocks", e->request->n_blocks);
       return 0;
     case DISTILL__ENVELOPE__BODY_BLOCK: return validate_block(e->block, err);
+    case DISTILL__ENVELOPE__BODY_HOLD:
+      if (e->hold->n_blocks > DL_REQUEST_MAX_BLOCKS) return dl_fail(err, "HOLD for %zu blocks", e->hold->n_blocks);
+      return 0;
     case DISTILL__ENVELOPE__BODY_HEARTBEAT:
     case DISTILL__ENVELOPE__BODY_BYE: return 0;
     default: return dl_fail(err, "envelope without a known message");

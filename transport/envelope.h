@@ -10,10 +10,15 @@
 #include "common/err.h"
 #include "proto/distill.pb-c.h"
 
-#define DL_PROTOCOL_VERSION 1
+// 2: HELLO carries the stream text, the family's plan and the cursor;
+// REQUEST and HEARTBEAT the cursor; HOLD (teacher -> student) exists.
+#define DL_PROTOCOL_VERSION 2
+#define DL_PLAN_MAX_PHASES 16
+#define DL_STREAM_TEXT_MAX 2048
 #define DL_ENVELOPE_MAX_BYTES (64 * 1024)  // an envelope is metadata only
 #define DL_REQUEST_MAX_BLOCKS 1024
 #define DL_GROUP_NAME_MAX 64
+#define DL_MAX_WORLD 65536  // ranks in one group: bounds what a HELLO makes a teacher allocate
 
 typedef Distill__Envelope dl_envelope;
 

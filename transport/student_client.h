@@ -6,6 +6,12 @@
 // corrupt or not at all, ignores duplicates, and hands blocks to the trainer
 // strictly in the rank's order.
 //
+// An I/O thread owns the ZeroMQ sockets: it receives, requests free window
+// positions, heartbeats (with the rank's cursor) and fails over on its own,
+// so a trainer that spends seconds in one step keeps its session.
+// dl_student_client_next waits for the I/O thread to make the next block
+// ready and takes it.
+//
 //   dl_student_config cfg;
 //   dl_student_config_defaults(&cfg);
 //   cfg.teachers = endpoints; cfg.nteachers = n;
@@ -17,7 +23,9 @@
 //   }                                                          // -1: fatal, see err
 //   dl_student_client_destroy(c);                              // says BYE
 //
-// Single-threaded: one client belongs to one thread.
+// dl_student_client_next and dl_student_client_destroy belong to one thread
+// (the trainer's); dl_student_client_metrics and dl_student_client_done may
+// be called from any thread.
 #ifndef DISTILL_TRANSPORT_STUDENT_CLIENT_H
 #define DISTILL_TRANSPORT_STUDENT_CLIENT_H
 
@@ -26,6 +34,7 @@
 
 #include "common/err.h"
 #include "transport/curve.h"
+#include "transport/family_plan.h"
 #include "transport/target_block.h"
 #include "transport/teacher_discovery.h"
 
@@ -53,6 +62,12 @@ typedef struct dl_student_config {
   const dl_curve_key *curve_public;
   const dl_curve_key *teacher_public;      // one per teacher, or one for all (nteacher_keys)
   int nteacher_keys;
+  const char *stream_text;      // the stream identity as "key=value;..." text, sent in HELLO (NULL: none)
+  // The family's whole plan, sent in HELLO (copied; at most DL_PLAN_MAX_PHASES
+  // phases, ascending, not overlapping). nplan 0: one phase [0, end_block) at
+  // resolution, or none when end_block is UINT64_MAX.
+  const dl_plan_phase *plan;
+  int nplan;
   bool quiet;
 } dl_student_config;
 
@@ -75,6 +90,9 @@ typedef struct dl_student_metrics {
   uint64_t teachers_added;     // discovered (dns:) teachers that joined
   uint64_t teachers_removed;   // discovered teachers whose address left the name: failed over like dead ones
   uint64_t resolve_failures;   // resolutions that failed transiently (the set was kept)
+  uint64_t holds;              // HOLD messages received
+  double held_seconds;         // next() waited while the block it waited for was held by a teacher
+  double wait_seconds;         // next() waited for a block that was not ready when it was called
   uint64_t per_teacher_received[DL_MAX_TEACHERS];
 } dl_student_metrics;
 
@@ -85,12 +103,18 @@ dl_student_client *dl_student_client_create(const dl_student_config *cfg, dl_err
 // (free with dl_target_block_free), 0 when none came in time or the stream
 // reached end_block (see dl_student_client_done), -1 on a fatal condition: a
 // teacher REJECTed this student (protocol, recipe, codec), serves other
-// weights, or cannot produce a block. err says which.
+// weights, or cannot produce a block. err says which. Taking a block frees its
+// window position, which the I/O thread requests again at once.
 int dl_student_client_next(dl_student_client *c, dl_target_block *out, int timeout_ms, dl_err *err);
 bool dl_student_client_done(const dl_student_client *c);
+// Whether next()'s fatal condition was a teacher's refusal (protocol, stream,
+// codecs): the student's configuration is at fault (exit status 2).
+bool dl_student_client_refused(const dl_student_client *c);
 dl_student_metrics dl_student_client_metrics(const dl_student_client *c);
 void dl_student_metrics_print(const dl_student_metrics *m, const char *group, uint32_t rank,
                               void *file);
+// Stops the I/O thread, says BYE (finished when dl_student_client_done) to
+// every live teacher and frees everything.
 void dl_student_client_destroy(dl_student_client *c);
 
 #endif

@@ -11,59 +11,8 @@
 #include <zmq.h>
 
 #include "common/timing.h"
-#include "transport/block_cache.h"
-#include "transport/target_store.h"
+#include "transport/teacher_server_impl.h"
 #include "transport/wire.h"
-
-#define RID_MAX 256
-
-// A message ZeroMQ refused with "again": kept in order and retried.
-typedef struct pending_send {
-  uint8_t *env;
-  size_t env_len;
-  dl_encoded_block *payload;  // a reference, or NULL
-  struct pending_send *next;
-} pending_send;
-
-typedef struct peer {
-  uint8_t rid[RID_MAX];
-  size_t rid_len;
-  char group[DL_GROUP_NAME_MAX];
-  uint32_t rank, world;
-  double last_heard;
-  pending_send *queue_head, *queue_tail;
-} peer;
-
-typedef struct waiter {
-  uint8_t rid[RID_MAX];
-  size_t rid_len;
-} waiter;
-
-// A block to compute and the peers waiting for it.
-typedef struct job {
-  uint64_t block;
-  uint32_t resolution;
-  int nwaiters, cap;
-  waiter *waiters;
-  struct job *next;
-} job;
-
-struct dl_teacher_server {
-  dl_teacher_config cfg;
-  char teacher_id[256];
-  char endpoint[256];
-  void *ctx, *router;
-  dl_zap_handler *zap;
-  dl_block_cache *cache;
-  dl_store_reader *store_in;
-  dl_store_writer *store_out;
-  peer *peers;
-  int npeers, cap_peers;
-  job *jobs_head, *jobs_tail;
-  double next_heartbeat;
-  atomic_bool stop;
-  dl_teacher_metrics m;
-};
 
 void dl_teacher_config_defaults(dl_teacher_config *c) {
   memset(c, 0, sizeof *c);
@@ -76,11 +25,13 @@ void dl_teacher_config_defaults(dl_teacher_config *c) {
   c->max_msg_bytes = 1 << 20;
   c->send_hwm = 1000;
   c->io_threads = 1;
+  c->lead_policy = DL_LEAD_PACE;
+  c->family_grace_ms = 30000;
+  c->status_every_ms = 10000;
 }
 
-static void logf_(dl_teacher_server *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 #include <stdarg.h>
-static void logf_(dl_teacher_server *s, const char *fmt, ...) {
+void ts_log(dl_teacher_server *s, const char *fmt, ...) {
   if (s->cfg.quiet) return;
   va_list ap;
   va_start(ap, fmt);
@@ -92,7 +43,7 @@ static void logf_(dl_teacher_server *s, const char *fmt, ...) {
 
 // ---- peers
 
-static peer *find_peer(dl_teacher_server *s, const uint8_t *rid, size_t n) {
+peer *ts_find_peer(dl_teacher_server *s, const uint8_t *rid, size_t n) {
   for (int i = 0; i < s->npeers; i++)
     if (s->peers[i].rid_len == n && memcmp(s->peers[i].rid, rid, n) == 0) return &s->peers[i];
   return NULL;
@@ -109,7 +60,9 @@ static void free_queue(peer *p) {
 }
 
 static void forget_peer(dl_teacher_server *s, peer *p, const char *why) {
-  logf_(s, "event=peer_lost group=%s rank=%u why=%s", p->group, p->rank, why);
+  ts_log(s, "event=peer_lost group=%s rank=%u why=%s", p->group, p->rank, why);
+  if (p->family >= 0) dl_families_peer_gone(&s->families.v[p->family], strcmp(why, "bye") == 0, dl_now_seconds());
+  ts_forget_parked_of(s, p);
   free_queue(p);
   *p = s->peers[--s->npeers];
   s->m.peers_lost++;
@@ -125,6 +78,7 @@ static peer *add_peer(dl_teacher_server *s, const uint8_t *rid, size_t n) {
   memset(p, 0, sizeof *p);
   memcpy(p->rid, rid, n);
   p->rid_len = n;
+  p->family = -1;
   return p;
 }
 
@@ -183,7 +137,7 @@ static void flush_queues(dl_teacher_server *s) {
   }
 }
 
-static int send_envelope(dl_teacher_server *s, peer *p, const dl_envelope *e) {
+int ts_send_envelope(dl_teacher_server *s, peer *p, const dl_envelope *e) {
   size_t n;
   uint8_t *buf = dl_envelope_pack(e, &n);
   return send_to_peer(s, p, buf, n, NULL);
@@ -203,11 +157,11 @@ static void reject_rid(dl_teacher_server *s, const uint8_t *rid, size_t n, int c
   dl_wire_send_envelope(s->router, rid, n, &e);
 }
 
-// Returns -1 when the peer is gone (p is then invalid).
-static int send_block(dl_teacher_server *s, peer *p, dl_encoded_block *b) {
+int ts_send_block(dl_teacher_server *s, peer *p, dl_encoded_block *b) {
   size_t n;
   uint8_t *env = dl_encoded_block_pack_envelope(b, &n);
   s->m.blocks_served++;
+  if (p->family >= 0) s->families.v[p->family].served++;
   s->m.bytes_raw += b->raw_bytes;
   s->m.bytes_wire += b->payload_bytes;
   return send_to_peer(s, p, env, n, b);
@@ -222,6 +176,44 @@ static int codec_offered(const Distill__Hello *h, int codec) {
   return 0;
 }
 
+// Appends "key=theirs (teacher: mine)" for every key whose value differs
+// between two "key=value;..." texts; returns how many.
+static int list_differences(const char *theirs, const char *mine, char *buf, size_t n, size_t *len) {
+  int count = 0;
+  for (const char *t = theirs; *t;) {
+    const char *end = strchr(t, ';'), *eq = strchr(t, '=');
+    if (!end) end = t + strlen(t);
+    if (eq && eq < end) {
+      const size_t klen = (size_t)(eq - t) + 1;  // "key="
+      const char *m = mine;
+      while (m && *m && strncmp(m, t, klen) != 0) m = (m = strchr(m, ';')) ? m + 1 : NULL;
+      const char *mv = m && *m ? m + klen : "", *mend = strchr(mv, ';');
+      if (!mend) mend = mv + strlen(mv);
+      const char *tv = eq + 1;
+      if ((size_t)(end - tv) != (size_t)(mend - mv) || strncmp(tv, mv, (size_t)(end - tv)) != 0) {
+        if (*len < n)
+          *len += (size_t)snprintf(buf + *len, n - *len, "%s%.*s (teacher: %.*s)", count ? "; " : "", (int)(end - t),
+                                   t, (int)(mend - mv), m && *m ? mv : "not set");
+        count++;
+      }
+    }
+    t = *end ? end + 1 : end;
+  }
+  return count;
+}
+
+// The refusal of a student whose sample stream is not the teacher's, naming
+// what differs when both sides sent their stream text.
+static const char *stream_difference(dl_teacher_server *s, const Distill__Hello *h, char *buf, size_t n) {
+  const char *mine = s->cfg.stream_text ? s->cfg.stream_text : "";
+  const char *theirs = h->stream ? h->stream : "";
+  size_t len = (size_t)snprintf(buf, n, "the student's sample stream differs from the teacher's: ");
+  if (*mine && *theirs && list_differences(theirs, mine, buf, n, &len) > 0) return buf;
+  snprintf(buf + len, n - len, "stream hash %016" PRIx64 ", the teacher's %016" PRIx64, h->recipe_hash,
+           s->cfg.recipe_hash);
+  return buf;
+}
+
 static const char *hello_problem(dl_teacher_server *s, const dl_envelope *e, int *code,
                                  char *buf, size_t n) {
   const Distill__Hello *h = e->hello;
@@ -233,9 +225,7 @@ static const char *hello_problem(dl_teacher_server *s, const dl_envelope *e, int
   }
   if (s->cfg.recipe_hash && h->recipe_hash != s->cfg.recipe_hash) {
     *code = DISTILL__REJECT__CODE__RECIPE;
-    snprintf(buf, n, "recipe hash %016" PRIx64 " differs from the teacher's %016" PRIx64,
-             h->recipe_hash, s->cfg.recipe_hash);
-    return buf;
+    return stream_difference(s, h, buf, n);
   }
   const dl_codec_spec *c = &s->cfg.codecs;
   for (int i = -1; i < c->n; i++) {
@@ -249,22 +239,36 @@ static const char *hello_problem(dl_teacher_server *s, const dl_envelope *e, int
   return NULL;
 }
 
+// The family learns the rank's plan and cursor. A plan that is empty (a
+// student with an endless stream) needs nothing kept and holds nobody back.
+static void register_family(dl_teacher_server *s, peer *p, const Distill__Hello *h, bool new_peer) {
+  dl_plan_phase plan[DL_PLAN_MAX_PHASES];
+  const int nplan = (int)h->n_plan;
+  for (int i = 0; i < nplan; i++)
+    plan[i] = (dl_plan_phase){h->plan[i]->first_block, h->plan[i]->end_block, h->plan[i]->resolution};
+  dl_family *f = dl_families_hello(&s->families, h->group, h->world, plan, nplan, h->rank, h->cursor, new_peer);
+  p->family = (int)(f - s->families.v);
+}
+
 static void on_hello(dl_teacher_server *s, const uint8_t *rid, size_t rid_len, const dl_envelope *e) {
-  char buf[256];
+  char buf[1000];  // a REJECT's reason: under the decoder's 1024
   int code = 0;
   const char *why = hello_problem(s, e, &code, buf, sizeof buf);
   if (why) {
     s->m.rejected++;
-    logf_(s, "event=reject group=%s rank=%u reason=\"%s\"", e->hello->group, e->hello->rank, why);
+    ts_log(s, "event=reject group=%s rank=%u reason=\"%s\"", e->hello->group, e->hello->rank, why);
     reject_rid(s, rid, rid_len, code, why, 0);
     return;
   }
-  peer *p = find_peer(s, rid, rid_len);
+  peer *p = ts_find_peer(s, rid, rid_len);
+  const bool new_peer = !p || p->family < 0 || strcmp(p->group, e->hello->group) != 0;
+  if (p && new_peer && p->family >= 0) dl_families_peer_gone(&s->families.v[p->family], false, dl_now_seconds());
   if (!p) p = add_peer(s, rid, rid_len);
   snprintf(p->group, sizeof p->group, "%s", e->hello->group);
   p->rank = e->hello->rank;
   p->world = e->hello->world;
   p->last_heard = dl_now_seconds();
+  register_family(s, p, e->hello, new_peer);
   s->m.peers_welcomed++;
   dl_envelope out;
   dl_envelope_init(&out);
@@ -282,8 +286,8 @@ static void on_hello(dl_teacher_server *s, const uint8_t *rid, size_t rid_len, c
   w.heartbeat_ms = (uint32_t)s->cfg.heartbeat_ms;
   out.body_case = DISTILL__ENVELOPE__BODY_WELCOME;
   out.welcome = &w;
-  logf_(s, "event=welcome group=%s rank=%u world=%u", p->group, p->rank, p->world);
-  send_envelope(s, p, &out);
+  ts_log(s, "event=welcome group=%s rank=%u world=%u", p->group, p->rank, p->world);
+  ts_send_envelope(s, p, &out);
 }
 
 // ---- requests, coalescing and the compute queue
@@ -320,56 +324,87 @@ static void queue_job(dl_teacher_server *s, const peer *p, uint64_t block, uint3
   add_waiter(j, p);
 }
 
-// The block from the cache or the store, as a new reference; NULL if neither has it.
+// The block from the cache, the spill store or the target store, as a new
+// reference; NULL if none has it.
 static dl_encoded_block *lookup_ready(dl_teacher_server *s, uint64_t block, uint32_t res) {
   dl_encoded_block *b = dl_block_cache_get(s->cache, block, res);
   if (b) {
     s->m.cache_hits++;
     return b;
   }
-  if (!s->store_in) return NULL;
+  if ((b = ts_spill_lookup(s, block, res))) return b;
   dl_err err;
-  int rc = dl_store_reader_get_encoded(s->store_in, block, res, &b, &err);
-  if (rc < 0) logf_(s, "event=store_corrupt block=%" PRIu64 " error=\"%s\"", block, err.msg);
+  int rc = 0;
+  if (s->store_out) rc = dl_store_writer_get_encoded(s->store_out, block, res, &b, &err);
+  if (rc == 0 && s->store_in) rc = dl_store_reader_get_encoded(s->store_in, block, res, &b, &err);
+  if (rc < 0) ts_log(s, "event=store_corrupt block=%" PRIu64 " error=\"%s\"", block, err.msg);
   if (rc <= 0) return NULL;
   s->m.store_hits++;
+  // Kept in RAM only while a family still needs it (the next round releases it otherwise).
   dl_block_cache_put(s->cache, b);
   return b;
 }
 
+int ts_serve_or_queue(dl_teacher_server *s, peer *p, uint64_t block, uint32_t res) {
+  dl_encoded_block *b = lookup_ready(s, block, res);
+  if (b) {
+    const int gone = ts_send_block(s, p, b) < 0;
+    dl_encoded_block_unref(b);
+    return gone ? -1 : 0;
+  }
+  if (!s->cfg.compute_block) {
+    s->m.unavailable++;
+    reject_rid(s, p->rid, p->rid_len, DISTILL__REJECT__CODE__UNAVAILABLE,
+               "block not in the target store and no model loaded", block);
+  } else {
+    queue_job(s, p, block, res);
+  }
+  return 0;
+}
+
+static void note_cursor(dl_teacher_server *s, const peer *p, uint64_t cursor, uint64_t received, bool waiting) {
+  if (p->family >= 0) dl_families_cursor(&s->families.v[p->family], p->rank, cursor, received, waiting);
+}
+
 static void on_request(dl_teacher_server *s, peer *p, const Distill__Request *r) {
   s->m.requests++;
+  note_cursor(s, p, r->cursor, r->received, r->waiting);
   for (size_t i = 0; i < r->n_blocks; i++) {
     s->m.blocks_requested++;
-    dl_encoded_block *b = lookup_ready(s, r->blocks[i], r->resolution);
-    if (b) {
-      int gone = send_block(s, p, b) < 0;
-      dl_encoded_block_unref(b);
-      if (gone) return;
-    } else if (!s->cfg.compute_block) {
-      s->m.unavailable++;
-      reject_rid(s, p->rid, p->rid_len, DISTILL__REJECT__CODE__UNAVAILABLE,
-                 "block not in the target store and no model loaded", r->blocks[i]);
-    } else {
-      queue_job(s, p, r->blocks[i], r->resolution);
-    }
+    const uint64_t block = r->blocks[i];
+    // A request again for a block it holds already: still held (HOLD is re-sent).
+    if (ts_is_parked(s, p, block, r->resolution)) continue;
+    if (dl_block_cache_has(s->cache, block, r->resolution) || !ts_park_if_held(s, p, block, r->resolution))
+      if (ts_serve_or_queue(s, p, block, r->resolution) < 0) return;
   }
 }
 
 static void finish_job(dl_teacher_server *s, job *j, dl_encoded_block *b, const char *error) {
   for (int i = 0; i < j->nwaiters; i++) {
-    peer *p = find_peer(s, j->waiters[i].rid, j->waiters[i].rid_len);
+    peer *p = ts_find_peer(s, j->waiters[i].rid, j->waiters[i].rid_len);
     if (!p) continue;  // forgotten since it asked
-    if (b) send_block(s, p, b);
+    if (b) ts_send_block(s, p, b);
     else reject_rid(s, p->rid, p->rid_len, DISTILL__REJECT__CODE__UNAVAILABLE, error, j->block);
   }
 }
 
+// The queued job with the smallest block id: a follower's rare miss is not
+// stuck behind the leader's prefetch. Unlinked from the queue.
+static job *take_first_job(dl_teacher_server *s) {
+  job **best = NULL, *prev_best = NULL;
+  job *prev = NULL;
+  for (job **jp = &s->jobs_head; *jp; prev = *jp, jp = &(*jp)->next)
+    if (!best || (*jp)->block < (*best)->block) best = jp, prev_best = prev;
+  if (!best) return NULL;
+  job *j = *best;
+  *best = j->next;
+  if (s->jobs_tail == j) s->jobs_tail = prev_best;
+  return j;
+}
+
 static void run_one_job(dl_teacher_server *s) {
-  job *j = s->jobs_head;
+  job *j = take_first_job(s);
   if (!j) return;
-  s->jobs_head = j->next;
-  if (!s->jobs_head) s->jobs_tail = NULL;
   dl_target_block tb;
   memset(&tb, 0, sizeof tb);
   dl_err err = {{0}};
@@ -382,16 +417,16 @@ static void run_one_job(dl_teacher_server *s) {
   dl_target_block_free(&tb);
   if (b) {
     s->m.computed++;
-    dl_block_cache_put(s->cache, b);
+    ts_account_computed(s, b);
     if (s->store_out) {
       if (dl_store_writer_add(s->store_out, b, &err))
-        logf_(s, "event=store_write_failed error=\"%s\"", err.msg);
+        ts_log(s, "event=store_write_failed error=\"%s\"", err.msg);
       else
         s->m.store_written++;
     }
   } else {
     s->m.unavailable++;
-    logf_(s, "event=compute_failed block=%" PRIu64 " error=\"%s\"", j->block, err.msg);
+    ts_log(s, "event=compute_failed block=%" PRIu64 " error=\"%s\"", j->block, err.msg);
   }
   finish_job(s, j, b, err.msg);
   dl_encoded_block_unref(b);
@@ -403,8 +438,8 @@ static void run_one_job(dl_teacher_server *s) {
 
 static void bad_message(dl_teacher_server *s, const uint8_t *rid, size_t rid_len, const char *why) {
   s->m.bad_messages++;
-  peer *p = find_peer(s, rid, rid_len);
-  logf_(s, "event=bad_message group=%s error=\"%s\"", p ? p->group : "?", why);
+  peer *p = ts_find_peer(s, rid, rid_len);
+  ts_log(s, "event=bad_message group=%s error=\"%s\"", p ? p->group : "?", why);
   // A peer that breaks the protocol loses its session; a well-behaved student
   // hit by a corrupted frame just says HELLO again when told NO_SESSION.
   if (p) forget_peer(s, p, "bad message");
@@ -425,7 +460,7 @@ static void handle_message(dl_teacher_server *s, dl_wire_msg *m) {
     bad_message(s, rid, rid_len, err.msg);
     return;
   }
-  peer *p = find_peer(s, rid, rid_len);
+  peer *p = ts_find_peer(s, rid, rid_len);
   if (p) p->last_heard = dl_now_seconds();
   switch (e->body_case) {
     case DISTILL__ENVELOPE__BODY_HELLO: on_hello(s, rid, rid_len, e); break;
@@ -435,8 +470,11 @@ static void handle_message(dl_teacher_server *s, dl_wire_msg *m) {
         reject_rid(s, rid, rid_len, DISTILL__REJECT__CODE__NO_SESSION, "say HELLO first", 0);
       else if (e->body_case == DISTILL__ENVELOPE__BODY_REQUEST)
         on_request(s, p, e->request);
+      else
+        note_cursor(s, p, e->heartbeat->cursor, e->heartbeat->received, e->heartbeat->waiting);
       break;
     case DISTILL__ENVELOPE__BODY_BYE:
+      if (p && e->bye->cursor) note_cursor(s, p, e->bye->cursor, 0, false);  // 0: a client that never set it
       if (p) forget_peer(s, p, "bye");
       break;
     default: bad_message(s, rid, rid_len, "message a student never sends"); break;
@@ -462,7 +500,8 @@ static void run_timers(dl_teacher_server *s) {
   e.body_case = DISTILL__ENVELOPE__BODY_HEARTBEAT;
   e.heartbeat = &hb;
   for (int i = 0; i < s->npeers; i++)
-    if (send_envelope(s, &s->peers[i], &e) < 0) i--;
+    if (ts_send_envelope(s, &s->peers[i], &e) < 0) i--;
+  ts_share_resend_holds(s);
 }
 
 int dl_teacher_server_step(dl_teacher_server *s, int timeout_ms) {
@@ -482,9 +521,11 @@ int dl_teacher_server_step(dl_teacher_server *s, int timeout_ms) {
     handle_message(s, &m);
     dl_wire_msg_close(&m);
   }
+  ts_share_round(s);
   run_one_job(s);
   flush_queues(s);
   run_timers(s);
+  ts_report_round(s);
   return 0;
 }
 
@@ -497,29 +538,6 @@ int dl_teacher_server_run(dl_teacher_server *s) {
 const char *dl_teacher_server_endpoint(const dl_teacher_server *s) { return s->endpoint; }
 
 void dl_teacher_server_stop(dl_teacher_server *s) { atomic_store(&s->stop, true); }
-
-dl_teacher_metrics dl_teacher_server_metrics(const dl_teacher_server *s) {
-  dl_teacher_metrics m = s->m;
-  m.live_peers = (uint64_t)s->npeers;
-  m.auth_refused = s->zap ? dl_zap_refused(s->zap) : 0;
-  return m;
-}
-
-void dl_teacher_metrics_print(const dl_teacher_metrics *m, void *file) {
-  uint64_t served = m->blocks_served;
-  fprintf(file,
-          "teacher_metrics requests=%" PRIu64 " blocks_requested=%" PRIu64 " blocks_served=%" PRIu64
-          " computed=%" PRIu64 " cache_hits=%" PRIu64 " cache_hit_rate=%.3f coalesced=%" PRIu64
-          " store_hits=%" PRIu64 " store_written=%" PRIu64 " resent=%" PRIu64
-          " unavailable=%" PRIu64 " bytes_raw=%" PRIu64 " bytes_wire=%" PRIu64
-          " bad_messages=%" PRIu64 " rejected=%" PRIu64 " peers_welcomed=%" PRIu64
-          " peers_lost=%" PRIu64 " peers_silent=%" PRIu64 " live_peers=%" PRIu64 " auth_refused=%" PRIu64 "\n",
-          m->requests, m->blocks_requested, served, m->computed, m->cache_hits,
-          m->blocks_requested ? (double)m->cache_hits / (double)m->blocks_requested : 0.0,
-          m->coalesced, m->store_hits, m->store_written, m->resent, m->unavailable, m->bytes_raw,
-          m->bytes_wire, m->bad_messages, m->rejected, m->peers_welcomed, m->peers_lost,
-          m->peers_silent, m->live_peers, m->auth_refused);
-}
 
 // ---- life cycle
 
@@ -549,13 +567,19 @@ static int setup_socket(dl_teacher_server *s, dl_err *err) {
   return 0;
 }
 
+// A writing teacher opens only the writer: it serves every block of the store,
+// those there before and those it writes during this run.
 static int open_store(dl_teacher_server *s, dl_err *err) {
   const char *dir = s->cfg.store_dir;
   if (!dir) return 0;
+  if (s->cfg.store_write) {
+    if (!s->cfg.compute_block) return dl_fail(err, "%s: writing a target store needs a model to compute blocks", dir);
+    s->store_out = dl_store_writer_open(dir, 0, s->cfg.store_identity, err);
+    return s->store_out ? 0 : -1;
+  }
   char path[4096];
   snprintf(path, sizeof path, "%s/index.dlti", dir);
-  if (access(path, F_OK) == 0 && !(s->store_in = dl_store_reader_open(dir, err))) return -1;
-  if (s->cfg.store_write && !(s->store_out = dl_store_writer_open(dir, 0, err))) return -1;
+  if (access(path, F_OK) == 0 && !(s->store_in = dl_store_reader_open(dir, s->cfg.store_identity, err))) return -1;
   if (!s->store_in && !s->cfg.compute_block)
     return dl_fail(err, "%s: no target store there, and no model to compute blocks", dir);
   return 0;
@@ -575,9 +599,21 @@ dl_teacher_server *dl_teacher_server_create(const dl_teacher_config *cfg, dl_err
   s->m.incarnation = ((uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec) ^
                      ((uint64_t)getpid() << 32);
   s->cache = dl_block_cache_create(cfg->cache_bytes);
+  s->started_at = dl_now_seconds();
+  dl_families_init(&s->families, cfg->family_grace_ms / 1000.0);
+  ts_share_init(s);
   s->ctx = zmq_ctx_new();
   if (zmq_ctx_set(s->ctx, ZMQ_IO_THREADS, cfg->io_threads > 0 ? cfg->io_threads : 1) != 0) {
     dl_fail(err, "cannot use %d ZeroMQ I/O threads", cfg->io_threads);
+    dl_teacher_server_destroy(s);
+    return NULL;
+  }
+  if (cfg->lead_policy == DL_LEAD_SPILL && (!cfg->spill_dir || !cfg->spill_bytes)) {
+    dl_fail(err, "the spill policy needs a spill folder and a spill budget");
+    dl_teacher_server_destroy(s);
+    return NULL;
+  }
+  if (cfg->spill_dir && !(s->spill = dl_spill_open(cfg->spill_dir, cfg->spill_bytes, err))) {
     dl_teacher_server_destroy(s);
     return NULL;
   }
@@ -585,7 +621,7 @@ dl_teacher_server *dl_teacher_server_create(const dl_teacher_config *cfg, dl_err
     dl_teacher_server_destroy(s);
     return NULL;
   }
-  logf_(s, "event=listening bind=%s incarnation=%016" PRIx64, cfg->bind, s->m.incarnation);
+  ts_log(s, "event=listening bind=%s incarnation=%016" PRIx64, cfg->bind, s->m.incarnation);
   return s;
 }
 
@@ -602,9 +638,12 @@ void dl_teacher_server_destroy(dl_teacher_server *s) {
   dl_zap_stop(s->zap);
   if (s->ctx) zmq_ctx_term(s->ctx);
   dl_block_cache_destroy(s->cache);
+  ts_share_free(s);
+  dl_families_free(&s->families);
+  dl_spill_close(s->spill);
   dl_store_reader_close(s->store_in);
   dl_err err;
   if (s->store_out && dl_store_writer_close(s->store_out, &err))
-    logf_(s, "event=store_close_failed error=\"%s\"", err.msg);
+    ts_log(s, "event=store_close_failed error=\"%s\"", err.msg);
   free(s);
 }

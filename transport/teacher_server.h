@@ -26,6 +26,7 @@
 #include "transport/curve.h"
 #include "transport/encoded_block.h"
 #include "transport/target_block.h"
+#include "transport/target_store.h"
 
 // Computes the targets of one block at one resolution into out (zeroed on
 // entry; add tensors with dl_target_block_add and set first_sample and
@@ -34,16 +35,35 @@
 typedef int (*dl_compute_block_fn)(void *user, uint64_t block, uint32_t resolution,
                                    dl_target_block *out, dl_err *err);
 
+// What the teacher does when a family runs further ahead of a slower one that
+// needs the same blocks than the budget allows (docs/operations.md, "Sharing").
+typedef enum {
+  DL_LEAD_PACE,   // hold the leader's requests back (HOLD) until the slower family is within max_lead
+  DL_LEAD_SPILL,  // keep the blocks in the spill store; pace only when it is full
+  DL_LEAD_FREE,   // drop the oldest blocks over the budget; a family that needs one again gets it recomputed
+} dl_lead_policy;
+
 typedef struct dl_teacher_config {
   const char *bind;         // e.g. "tcp://127.0.0.1:5555", "ipc:///tmp/t.sock"
   const char *teacher_id;   // stable across restarts (rendezvous key); NULL: bind
-  uint64_t recipe_hash;     // 0: accept any student's recipe
+  uint64_t recipe_hash;     // the stream identity (dl_recipe_stream_hash); 0: accept any student's stream
+  const char *stream_text;  // its text (dl_recipe_stream_text): a refusal names the keys that differ
   uint64_t weights_hash;
   uint32_t embed_dim, patch_tokens;
   int target_kind;          // 0 features, 1 prototypes, 2 both
   dl_codec_spec codecs;
   int zstd_level;           // 0: no zstd
   size_t cache_bytes;       // 0: no cache and no coalescing: every request computes
+  dl_lead_policy lead_policy;  // default pace
+  size_t max_lead_bytes;    // pacing bound, in bytes of blocks past the slower family (0: half the cache)
+  int family_grace_ms;      // a family gone silent still holds the others this long (default 30000)
+  const char *spill_dir;    // the spill store's folder (spill policy; optional with the others)
+  size_t spill_bytes;       // its budget
+  int status_every_ms;      // the status line (and publish) this often; 0: never (default 10000)
+  // Optional: called with the status as Prometheus text and as one JSON
+  // line every status_every_ms and at stop (on the server's thread).
+  void (*publish)(void *user, const char *prometheus, const char *json_line);
+  void *publish_user;
   int heartbeat_ms;         // default 1000
   int dead_after_ms;        // default 5000
   int64_t max_msg_bytes;    // largest message a peer may send (ZMQ_MAXMSGSIZE)
@@ -63,6 +83,9 @@ typedef struct dl_teacher_config {
   void (*job_queued)(void *user, uint64_t block, uint32_t resolution);
   const char *store_dir;    // read blocks from here when present (NULL: none)
   bool store_write;         // also add every computed block to the store
+  // What the store's blocks must be (stream, weights and heads, codec): a
+  // store written under another identity is refused. NULL: not checked.
+  const dl_store_identity *store_identity;
   const dl_curve_key *curve_secret;   // CURVE server when set
   const dl_curve_key *allow;          // allowed student public keys (with curve_secret)
   int nallow;
@@ -78,6 +101,18 @@ typedef struct dl_teacher_metrics {
   uint64_t cache_hits;
   uint64_t coalesced;         // requests that joined a pending computation
   uint64_t computed;          // compute_block calls that succeeded
+  uint64_t computed_unique;   // of those, the first computation of a (block, resolution) anywhere
+  uint64_t computed_again;    // the rest, by reason:
+  uint64_t again_evicted;     //   this teacher dropped it while a family still needed it (free policy, budget)
+  uint64_t again_rewind;      //   every family had taken it; one came back for it (resume from a checkpoint)
+  uint64_t again_teacher_changed;  // another teacher (or this one before a restart) served it before
+  uint64_t released;          // cache entries dropped over the budget after every family that needs them took them
+  uint64_t evicted;           // cache entries dropped while a family still needed them
+  uint64_t held;              // requests held back by pacing
+  uint64_t spilled;           // blocks written to the spill store
+  uint64_t spill_hits;        // blocks served from it
+  uint64_t cache_bytes, cache_bytes_peak;
+  uint64_t families;          // families known (any state)
   uint64_t store_hits;
   uint64_t store_written;
   uint64_t resent;            // sends retried after a full queue
@@ -108,6 +143,25 @@ const char *dl_teacher_server_endpoint(const dl_teacher_server *s);
 dl_teacher_metrics dl_teacher_server_metrics(const dl_teacher_server *s);
 // Prints the metrics as one key=value line.
 void dl_teacher_metrics_print(const dl_teacher_metrics *m, void *file);
+// The summary users look for first, e.g. "computed 2040 unique blocks for 2
+// families (4080 served); computed again: 0".
+void dl_teacher_sharing_print(const dl_teacher_metrics *m, void *file);
+
+// How the families' speeds compare, e.g. "vitl14 is 3.6x slower than vits14:
+// give it 3.6x the ranks, or it paces vits14" (empty when within 25 %).
+void dl_teacher_server_sizing_advice(const dl_teacher_server *s, char *buf, size_t n);
+
+// One family as the teacher sees it (for tests, benchmarks and reports).
+typedef struct dl_family_report {
+  char name[64];
+  const char *state;          // attached, left, detached, finished
+  uint32_t world;
+  uint64_t position, lead;    // blocks; lead over the slowest attached family
+  uint64_t served;
+  double paced_seconds, rate; // rate: blocks/s of its position while not paced
+} dl_family_report;
+// Fills up to max reports; returns the number of families.
+int dl_teacher_server_families(const dl_teacher_server *s, dl_family_report *out, int max);
 // Flushes the store, closes the sockets, frees.
 void dl_teacher_server_destroy(dl_teacher_server *s);
 

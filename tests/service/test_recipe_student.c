@@ -120,7 +120,36 @@ static void check_paths(void) {
         "a joined path over the limit is refused: %.80s...", err.msg);
 }
 
+// The shipped teacher recipes and the students they serve must describe the
+// same sample stream: a teacher started with --recipe refuses any other.
+static void check_streams(void) {
+  const struct { const char *teacher, *students[3]; } pairs[] = {
+      {"teacher-vitg14", {"vits14", "vitb14", "vitl14"}},
+      {"demo-serve", {"demo-student-features", "demo-student-prototypes", NULL}},
+  };
+  for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+    char path[1200], want[DL_RECIPE_STREAM_TEXT_MAX], got[DL_RECIPE_STREAM_TEXT_MAX];
+    dl_recipe t, r;
+    dl_err err = {{0}};
+    snprintf(path, sizeof path, "%s/recipes/%s.yaml", DISTILL_SOURCE_DIR, pairs[i].teacher);
+    if (dl_recipe_load(path, &t, &err)) {
+      CHECK(0, "%s: %s", pairs[i].teacher, err.msg);
+      continue;
+    }
+    dl_recipe_stream_text(&t, want, sizeof want);
+    for (int k = 0; k < 3 && pairs[i].students[k]; k++) {
+      snprintf(path, sizeof path, "%s/recipes/%s.yaml", DISTILL_SOURCE_DIR, pairs[i].students[k]);
+      const int rc = dl_recipe_load(path, &r, &err);
+      if (rc == 0) dl_recipe_stream_text(&r, got, sizeof got);
+      CHECK(rc == 0 && strcmp(want, got) == 0 && dl_recipe_stream_hash(&t) == dl_recipe_stream_hash(&r),
+            "recipes/%s.yaml streams what recipes/%s.yaml's teacher serves (%s)", pairs[i].students[k],
+            pairs[i].teacher, rc ? err.msg : got);
+    }
+  }
+}
+
 int main(void) {
+  check_streams();
   check_family();
   check_refusals();
   check_paths();

@@ -15,6 +15,7 @@
 
 #include "data/sample_stream.h"
 #include "model/safetensors.h"
+#include "recipe/recipe.h"
 #include "common/timing.h"
 #include "teacher/model_io.h"
 #include "tests/harness.h"
@@ -28,6 +29,7 @@
 #define CROPS 2
 
 static char g_dir[128], g_endpoint[64];
+static uint64_t g_stream_hash;  // of the recipes' data and crops sections: the teacher refuses other streams
 
 static void write_recipe(const char *path, const char *target) {
   FILE *f = fopen(path, "w");
@@ -38,6 +40,10 @@ static void write_recipe(const char *path, const char *target) {
           "teacher:\n  weights: %s\n  heads: %s\n  target: %s\n  batch: 3\n  workers: 2\n",
           DATASET, BLOCK_SIZE, CROPS, WEIGHTS, HEADS, target);
   fclose(f);
+  dl_recipe r;
+  dl_err err;
+  if (dl_recipe_load(path, &r, &err) == 0) g_stream_hash = dl_recipe_stream_hash(&r);
+  else printf("recipe: %s\n", err.msg);
 }
 
 static pid_t start_teacher(const char *recipe, const char *log) {
@@ -55,6 +61,7 @@ static dl_student_client *client(const char *group, uint32_t res, uint64_t block
   c.teachers = teachers;
   c.nteachers = 1;
   c.group = group;
+  c.recipe_hash = g_stream_hash;
   c.end_block = blocks;
   c.window = window;
   c.resolution = res;

@@ -210,7 +210,7 @@ static void garbage_peers(void) {
         (unsigned long long)tm.peers_silent, (unsigned long long)tm.live_peers);
   CHECK(old_code == DISTILL__REJECT__CODE__PROTOCOL, "a HELLO of protocol 99 got REJECT PROTOCOL (%d)", old_code);
   CHECK(other_code == DISTILL__REJECT__CODE__RECIPE, "a HELLO with another recipe got REJECT RECIPE (%d)", other_code);
-  CHECK(wrong_recipe.fatal && strstr(wrong_recipe.error, "recipe hash") && wrong_recipe.delivered == 0,
+  CHECK(wrong_recipe.fatal && strstr(wrong_recipe.error, "sample stream differs") && wrong_recipe.delivered == 0,
         "a student with another recipe stops with: %s", wrong_recipe.error);
   CHECK(wrong_weights.fatal && strstr(wrong_weights.error, "serves weights") && wrong_weights.delivered == 0,
         "a student expecting other weights stops with: %s", wrong_weights.error);

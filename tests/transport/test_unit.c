@@ -243,15 +243,21 @@ static void test_cache(void) {
   size_t one = b[0]->payload_bytes;
   dl_block_cache *c = dl_block_cache_create(3 * one);
   for (int i = 0; i < 3; i++) dl_block_cache_put(c, b[i]);
-  dl_encoded_block *hit = dl_block_cache_get(c, 0, 224);  // 0 becomes the most recent
+  dl_encoded_block *hit = dl_block_cache_get(c, 0, 224);
   dl_encoded_block_unref(hit);
-  dl_block_cache_put(c, b[3]);  // evicts 1, the least recently used
-  dl_encoded_block *g0 = dl_block_cache_get(c, 0, 224), *g1 = dl_block_cache_get(c, 1, 224);
-  CHECK(hit == b[0] && g0 && !g1 && dl_block_cache_count(c) == 3 && dl_block_cache_bytes(c) == 3 * one &&
-            dl_block_cache_evictions(c) == 1,
-        "LRU: budget of 3 blocks keeps the 3 most recent (count %zu, evictions %llu)",
-        dl_block_cache_count(c), (unsigned long long)dl_block_cache_evictions(c));
-  dl_encoded_block_unref(g0);
+  CHECK(hit == b[0] && dl_block_cache_oldest(c) == b[0] && dl_block_cache_newest(c) == b[2],
+        "a hit returns the cached block and does not reorder: block 0 stays the oldest");
+  dl_block_cache_put(c, b[3]);  // over the budget: the cache keeps it, the server's policy decides
+  CHECK(dl_block_cache_count(c) == 4 && dl_block_cache_over_budget(c) && dl_block_cache_newer(c, b[0]) == b[1] &&
+            dl_block_cache_older(c, b[3]) == b[2],
+        "put never drops on its own (4 blocks over a budget of 3, in insertion order)");
+  CHECK(dl_block_cache_remove(c, 1, 224) && !dl_block_cache_remove(c, 1, 224) && !dl_block_cache_has(c, 1, 224) &&
+            dl_block_cache_bytes(c) == 3 * one && !dl_block_cache_over_budget(c),
+        "remove drops one entry once and its bytes");
+  dl_encoded_block *g3 = dl_block_cache_get(c, 3, 224);
+  CHECK(g3 == b[3] && dl_block_cache_oldest(c) == b[0] && dl_block_cache_newer(c, b[0]) == b[2],
+        "the others stay, in insertion order");
+  dl_encoded_block_unref(g3);
   dl_block_cache *none = dl_block_cache_create(0);
   dl_block_cache_put(none, b[0]);
   CHECK(dl_block_cache_get(none, 0, 224) == NULL, "a zero budget keeps nothing");

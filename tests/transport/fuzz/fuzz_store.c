@@ -1,6 +1,7 @@
 // libFuzzer target: the target-store readers. The input is parsed as an
-// index (raw, then with its checksum fixed so the entry checks run) and as a
-// shard whose first record is located by the first 16 bytes.
+// index of either version (raw, then with its checksum fixed so the identity
+// and entry checks run) and as a shard whose first record is located by the
+// first 16 bytes (the record format the spill store shares).
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,16 +10,15 @@
 #include "transport/xxhash64.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-  dl_store_entry *entries;
-  uint32_t count;
+  dl_store_index ix;
   dl_err err;
-  if (dl_store_index_parse(data, size, &entries, &count, &err) == 0) free(entries);
+  if (dl_store_index_parse(data, size, &ix, &err) == 0) dl_store_index_free(&ix);
   if (size >= 8) {
     uint8_t *copy = malloc(size);
     memcpy(copy, data, size);
     uint64_t h = dl_xxhash64(copy, size - 8, 0);
     memcpy(copy + size - 8, &h, 8);
-    if (dl_store_index_parse(copy, size, &entries, &count, &err) == 0) free(entries);
+    if (dl_store_index_parse(copy, size, &ix, &err) == 0) dl_store_index_free(&ix);
     free(copy);
   }
   if (size >= 16) {
