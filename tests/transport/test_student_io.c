@@ -332,10 +332,20 @@ static void cursor_and_hello(void) {
   CHECK(take(c, 9), "next() gives block 9 (nothing left to request)");
   fake_block(&f, 11, 224);
   CHECK(take(c, 11) && dl_student_client_done(c), "next() gives block 11 and the stream is done");
-  hb = fake_expect(&f, DISTILL__ENVELOPE__BODY_HEARTBEAT, 2);
-  CHECK(hb && hb->heartbeat->cursor == 13, "a HEARTBEAT after the last block carries cursor %llu (13: past the end)",
-        hb ? (unsigned long long)hb->heartbeat->cursor : 0ULL);
-  dl_envelope_free(hb);
+  // next() waited for block 11: the client said so at once (waiting), then
+  // told the end of the wait with the new cursor.
+  bool saw_waiting = false;
+  uint64_t last_cursor = 0;
+  for (int i = 0; i < 6 && last_cursor != 13; i++) {
+    hb = fake_expect(&f, DISTILL__ENVELOPE__BODY_HEARTBEAT, 2);
+    if (!hb) break;
+    if (hb->heartbeat->waiting && hb->heartbeat->cursor == 11) saw_waiting = true;
+    last_cursor = hb->heartbeat->cursor;
+    dl_envelope_free(hb);
+  }
+  CHECK(saw_waiting, "while next() waited for block 11 a HEARTBEAT said so (cursor 11, waiting)");
+  CHECK(last_cursor == 13, "a HEARTBEAT after the last block carries cursor %llu (13: past the end)",
+        (unsigned long long)last_cursor);
   dl_student_client_destroy(c);
   dl_envelope *bye = fake_expect(&f, DISTILL__ENVELOPE__BODY_BYE, 2);
   CHECK(bye && bye->bye->finished, "BYE says finished (the rank took its last block)");
