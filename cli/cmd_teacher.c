@@ -214,6 +214,7 @@ int cmd_teacher(int argc, char **argv) {
     cfg.patch_tokens = model.patch_tokens;
     cfg.target_kind = model.target_kind;
     if (!weights) cfg.weights_hash = model.weights_hash;
+    cfg.heads_hash = model.heads_hash;
   }
   cfg.zstd_level = zstd_level;
   cfg.cache_bytes = (size_t)cache_mb << 20;

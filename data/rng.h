@@ -5,6 +5,7 @@
 #ifndef DISTILL_DATA_RNG_H
 #define DISTILL_DATA_RNG_H
 
+#include <math.h>
 #include <stdint.h>
 
 static inline uint64_t dl_mix64(uint64_t z) {
@@ -34,6 +35,22 @@ static inline double dl_rng_unit(dl_rng *r) { return (double)(dl_rng_next(r) >> 
 
 static inline double dl_rng_uniform(dl_rng *r, double lo, double hi) {
   return lo + (hi - lo) * dl_rng_unit(r);
+}
+
+// Standard normal by Box-Muller (two draws).
+static inline double dl_rng_normal(dl_rng *r) {
+  double u = dl_rng_unit(r), v = dl_rng_unit(r);
+  return sqrt(-2.0 * log(u + 0x1.0p-60)) * cos(6.283185307179586 * v);
+}
+
+// timm's / torch's trunc_normal_(std, a=-2, b=2): absolute bounds, so with
+// std 0.02 it only cuts draws beyond 100 standard deviations (the official
+// Linear-layer init of the backbone and of the DINO head's MLP).
+static inline float dl_rng_trunc_normal(dl_rng *r, double std) {
+  double x;
+  do x = std * dl_rng_normal(r);
+  while (x < -2.0 || x > 2.0);
+  return (float)x;
 }
 
 // Uniform integer in [0, n), n >= 1 (the modulo bias is below 2^-40 for n < 2^24).

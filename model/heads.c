@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "data/rng.h"
 #include "model/cpu/ops.h"
 #include "model/cpu/ops_backward.h"
 #include "model/param_table.h"
@@ -38,30 +39,25 @@ void dl_head_init(dl_head *h, const dl_head_config *cfg) {
   memset(h->params, 0, h->layout.total * sizeof(float));
 }
 
-static double uniform01(unsigned long long *s) {
-  *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
-  return ((double)(*s >> 11) + 0.5) / 9007199254740992.0;
-}
-
 void dl_head_init_random(dl_head *h, unsigned long long seed) {
-  unsigned long long s = seed * 2654435761ULL + 1;
+  // One stream per MLP layer and one for the last layer, so no layer's
+  // draws depend on how many another rejected.
   for (int l = 0; l < h->cfg.nlayers; l++) {
     const dl_param_entry *e = &h->layout.entries[2 * l];
     float *w = h->params + e->offset;
-    for (size_t i = 0; i < e->numel; i++) {
-      double v;
-      do {  // normal by Box-Muller, truncated at two standard deviations
-        v = sqrt(-2.0 * log(uniform01(&s))) * cos(6.283185307179586 * uniform01(&s));
-      } while (fabs(v) > 2.0);
-      w[i] = (float)(0.02 * v);
-    }
+    dl_rng g = dl_rng_make(dl_key_derive(seed, (uint64_t)l));
+    // The official trunc_normal_(std=.02) keeps its default absolute bounds
+    // a=-2, b=2: in effect an untruncated normal (as the backbone's Linears).
+    for (size_t i = 0; i < e->numel; i++) w[i] = dl_rng_trunc_normal(&g, 0.02);
   }
   if (h->last_g >= 0) {
     float *g = dl_head_param(h, h->last_g), *v = dl_head_param(h, h->last_v);
+    dl_rng r = dl_rng_make(dl_key_derive(seed, DL_HEAD_MAX_LAYERS));
+    // A Linear layer's default: uniform within 1 / sqrt(fan_in); weight_g = 1.
     const float bound = 1.0f / sqrtf((float)h->cfg.out_dim);
     for (int k = 0; k < h->cfg.prototypes; k++) g[k] = 1.0f;
     for (size_t i = 0; i < h->layout.entries[h->last_v].numel; i++)
-      v[i] = (float)((2.0 * uniform01(&s) - 1.0) * bound);
+      v[i] = (float)((2.0 * dl_rng_unit(&r) - 1.0) * bound);
   }
 }
 

@@ -47,7 +47,8 @@ typedef struct dl_head_ws {
 } dl_head_ws;
 
 void dl_head_init(dl_head *h, const dl_head_config *cfg);  // parameters zeroed
-// DINOv2's initialization: truncated normal std 0.02 for MLP weights, zero
+// DINOv2's initialization: trunc_normal_(std=0.02) with the absolute bounds
+// +-2 (in effect a normal, as the official code) for MLP weights, zero
 // biases, weight_g = 1, weight_v like a Linear layer's default.
 void dl_head_init_random(dl_head *h, unsigned long long seed);
 void dl_head_free(dl_head *h);

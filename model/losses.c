@@ -1,5 +1,6 @@
 #include "model/losses.h"
 
+#include <float.h>
 #include <math.h>
 #include <string.h>
 
@@ -30,6 +31,32 @@ static void column_sums(float *out, const float *x, int rows, int cols) {
   }
 }
 
+// Below this a row's largest value, its entries within 2^-24 of it are
+// subnormal: they have lost bits (and all are 0 a little lower).
+#define SK_ROW_FLOOR 0x1p-102f
+
+// The row step for a sample whose shifted exps underflowed, wholly or so far
+// that its entries lost precision (its largest below SK_ROW_FLOOR; only the
+// first step can see such a row, later ones hold 1 / B per row): q[r, j] is the sample's
+// own exp(logits / temp) times a common factor f_r that underflowed, so
+//   q[r, j] / cols[j] / K / (sum_j' q[r, j'] / cols[j'] / K) / B
+//     = (e_j / cols[j]) / (sum_j' e_j' / cols[j']) / B,  e_j = exp(x_j - max_j' x_j'),
+// with f_r and K cancelled: the official (unshifted) code's value. The row's
+// own share of cols[j] is below float32 resolution there, as it is in the
+// official code. In double, where 1 / cols[j] cannot overflow; a prototype
+// whose column sum is 0 keeps 0, as in the ordinary step.
+static void sk_underflowed_row(float *qr, const float *lr, const float *cols, int k, float temp, float B) {
+  float mx = lr[0] / temp;
+  for (int j = 1; j < k; j++) mx = lr[j] / temp > mx ? lr[j] / temp : mx;
+  double s = 0.0;
+  for (int j = 0; j < k; j++) s += cols[j] > 0.0f ? exp((double)(lr[j] / temp) - mx) / cols[j] : 0.0;
+  for (int j = 0; j < k; j++) {
+    const double w = cols[j] > 0.0f ? exp((double)(lr[j] / temp) - mx) / cols[j] : 0.0;
+    // No prototype left (every column holding this sample's mass is 0): uniform.
+    qr[j] = s > 0.0 ? (float)(w / s / B) : 1.0f / (float)k / B;
+  }
+}
+
 void dl_sinkhorn_knopp(float *q, const float *logits, int b, int k, float temp, int iters,
                        const dl_reduce *red, float *scratch) {
   const size_t n = (size_t)b * k;
@@ -54,12 +81,18 @@ void dl_sinkhorn_knopp(float *q, const float *logits, int b, int k, float temp, 
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < b; r++) {
       float *qr = q + (size_t)r * k;
+      float row_max = 0.0f;
+      for (int j = 0; j < k; j++) row_max = qr[j] > row_max ? qr[j] : row_max;
       // A prototype whose every exp underflowed keeps 0 (not 0 / 0).
       for (int j = 0; j < k; j++) qr[j] = scratch[j] > 0.0f ? qr[j] / scratch[j] / (float)k : 0.0f;
       // Per sample: a local sum.
       float s = 0.0f;
       for (int j = 0; j < k; j++) s += qr[j];
-      for (int j = 0; j < k; j++) qr[j] = qr[j] / s / B;
+      // A sample some 70 * temp or more below the group's maximum.
+      if (row_max < SK_ROW_FLOOR || s < FLT_MIN)
+        sk_underflowed_row(qr, logits + (size_t)r * k, scratch, k, temp, B);
+      else
+        for (int j = 0; j < k; j++) qr[j] = qr[j] / s / B;
     }
   }
 #pragma omp parallel for simd schedule(static)

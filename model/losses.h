@@ -38,6 +38,10 @@ dl_loss_weights dl_loss_weights_default(void);
 // subtracted before exp: the same result (the first normalization cancels
 // any common factor) where the official code is finite, and finite where
 // its float32 exp overflows (logits above 88 * temp, e.g. 3.5 at 0.04).
+// A sample lying so far below the maximum (some 70 * temp) that its shifted
+// exps underflow or turn subnormal has its first row step recomputed from its
+// own logits (the shift cancels there), so it stays finite and equals the
+// official result.
 void dl_sinkhorn_knopp(float *q, const float *logits, int b, int k, float temp, int iters,
                        const dl_reduce *red, float *scratch);
 // softmax((logits - center) / temp) per row.

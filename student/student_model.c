@@ -1,6 +1,7 @@
 #include "student/student_model.h"
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,20 +17,6 @@ void dl_student_vit_config(const dl_recipe *r, int global_size, dl_vit_config *c
   cfg->interp = m->interp >= 0 ? (dl_interp_mode)m->interp : m->registers ? DL_INTERP_ANTIALIAS : DL_INTERP_LEGACY;
 }
 
-static double normal(dl_rng *g) {
-  double u = dl_rng_unit(g), v = dl_rng_unit(g);
-  return sqrt(-2.0 * log(u + 0x1.0p-60)) * cos(6.283185307179586 * v);
-}
-
-// timm's trunc_normal_(std, a=-2, b=2): absolute bounds, so with std 0.02 it
-// only cuts draws beyond 100 standard deviations.
-static float trunc_normal(dl_rng *g, double std) {
-  double x;
-  do x = std * normal(g);
-  while (x < -2.0 || x > 2.0);
-  return (float)x;
-}
-
 void dl_student_vit_init(dl_vit *vit, const dl_vit_config *cfg, float layerscale, uint64_t seed) {
   dl_vit_init_empty(vit, cfg);
   for (int i = 0; i < vit->layout.count; i++) {
@@ -41,9 +28,9 @@ void dl_student_vit_init(dl_vit *vit, const dl_vit_config *cfg, float layerscale
     const int is_bias = len > 5 && strcmp(n + len - 5, ".bias") == 0;
     if (strcmp(n, "mask_token") == 0) continue;
     if (strcmp(n, "cls_token") == 0 || strcmp(n, "register_tokens") == 0) {
-      for (size_t j = 0; j < e->numel; j++) p[j] = (float)(1e-6 * normal(&g));
+      for (size_t j = 0; j < e->numel; j++) p[j] = (float)(1e-6 * dl_rng_normal(&g));
     } else if (strcmp(n, "pos_embed") == 0) {
-      for (size_t j = 0; j < e->numel; j++) p[j] = trunc_normal(&g, 0.02);
+      for (size_t j = 0; j < e->numel; j++) p[j] = dl_rng_trunc_normal(&g, 0.02);
     } else if (strncmp(n, "patch_embed.", 12) == 0) {
       const double bound = 1.0 / sqrt(3.0 * cfg->patch * cfg->patch);  // kaiming_uniform(a=sqrt(5)) and the bias rule
       for (size_t j = 0; j < e->numel; j++) p[j] = (float)((2.0 * dl_rng_unit(&g) - 1.0) * bound);
@@ -52,7 +39,7 @@ void dl_student_vit_init(dl_vit *vit, const dl_vit_config *cfg, float layerscale
     } else if (strstr(n, ".gamma")) {
       for (size_t j = 0; j < e->numel; j++) p[j] = layerscale;
     } else if (!is_bias) {
-      for (size_t j = 0; j < e->numel; j++) p[j] = trunc_normal(&g, 0.02);
+      for (size_t j = 0; j < e->numel; j++) p[j] = dl_rng_trunc_normal(&g, 0.02);
     }
   }
 }
@@ -79,8 +66,14 @@ static int read_last_layer(const dl_safetensors *st, const char *path, const cha
 int dl_student_load_teacher_heads(const char *path, dl_head heads[2], dl_err *err) {
   dl_safetensors st;
   if (dl_st_open(path, &st, err)) return -1;
+  // Without ibot_head.* the iBOT head is the DINO head (teacher/model_io.c's rule).
+  bool shared = true;
+  for (int i = 0; i < st.count && shared; i++) shared = strncmp(st.tensors[i].name, "ibot_head.", 10) != 0;
   int rc = read_last_layer(&st, path, "dino_head", &heads[0], err);
-  if (rc == 0 && read_last_layer(&st, path, "ibot_head", &heads[1], err)) {
+  if (rc == 0 && shared)
+    fprintf(stderr, "distill: student: %s has no ibot_head.* (a shared head): iBOT uses dino_head.last_layer too\n",
+            path);
+  if (rc == 0 && read_last_layer(&st, path, shared ? "dino_head" : "ibot_head", &heads[1], err)) {
     dl_head_free(&heads[0]);
     rc = -1;
   }

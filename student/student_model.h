@@ -21,6 +21,9 @@ void dl_student_vit_init(dl_vit *vit, const dl_vit_config *cfg, float layerscale
 // The teacher's last layers: `dino_head.last_layer.weight_{g,v}` and
 // `ibot_head.last_layer.weight_{g,v}` of a safetensors file (other tensors
 // are ignored). heads[k].cfg.out_dim is the bottleneck the teacher sends.
+// A file without any ibot_head.* tensor is a shared head (DINOv2's
+// ibot.separate_head: false): the DINO head's last layer serves iBOT too, as
+// the teacher's dl_heads_load does, and a line on stderr says so.
 int dl_student_load_teacher_heads(const char *path, dl_head heads[2], dl_err *err);
 
 // The training configuration for `world` ranks at a global crop size.

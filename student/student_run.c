@@ -16,6 +16,7 @@
 #include "student/metrics_http.h"
 #include "student/step_batch.h"
 #include "student/student_model.h"
+#include "teacher/model_io.h"
 #include "transport/malloc_tuning.h"
 #include "transport/student_client.h"
 
@@ -26,6 +27,7 @@ typedef struct run_state {
   dl_sample_stream stream;
   dl_head teacher_heads[2];
   bool have_heads;
+  uint64_t heads_hash;  // of teacher_heads' last layers, checked against WELCOME's
   dl_vit vit;
   dl_trainer t;
   bool have_trainer;
@@ -113,6 +115,8 @@ static int start_stream(run_state *s, dl_err *err) {
   cfg.rank = (uint32_t)s->o->rank;
   cfg.world = (uint32_t)s->o->world;
   cfg.recipe_hash = dl_recipe_stream_hash(r);
+  cfg.heads_hash = s->heads_hash;  // 0 in features mode: no check
+  cfg.heads_path = r->train.teacher_heads;
   char stream_text[DL_RECIPE_STREAM_TEXT_MAX];
   dl_recipe_stream_text(r, stream_text, sizeof stream_text);
   cfg.stream_text = stream_text;
@@ -251,6 +255,7 @@ static int setup(run_state *s, dl_err *err) {
   if (r->train.prototypes) {
     if (dl_student_load_teacher_heads(r->train.teacher_heads, s->teacher_heads, err)) return -1;
     s->have_heads = true;
+    s->heads_hash = dl_heads_last_layer_hash(&s->teacher_heads[0], &s->teacher_heads[1]);
   } else if (r->train.teacher_dim <= 0) {
     return dl_fail(err, "train.teacher_dim is required with features targets");
   }

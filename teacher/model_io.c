@@ -7,6 +7,7 @@
 
 #include "data/rng.h"
 #include "model/safetensors.h"
+#include "transport/xxhash64.h"
 
 static double normal(dl_rng *r) {
   double u = dl_rng_unit(r), v = dl_rng_unit(r);
@@ -155,4 +156,32 @@ int dl_heads_load(const char *path, dl_head *dino, dl_head *ibot, dl_err *err) {
     memset(ibot, 0, sizeof *ibot);
   }
   return rc;
+}
+
+// Little-endian bytes of v into p; returns p + n.
+static uint8_t *put_le(uint8_t *p, uint64_t v, int n) {
+  for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+  return p + n;
+}
+
+static uint64_t hash_entry(const dl_head *h, int index, const char *name, uint64_t seed) {
+  const dl_param_entry *e = &h->layout.entries[index];
+  uint8_t head[64 + 4 + 8 * 8], *p = head;
+  const size_t len = strlen(name) + 1;
+  memcpy(p, name, len);
+  p = put_le(p + len, (uint64_t)e->ndim, 4);
+  for (int d = 0; d < e->ndim; d++) p = put_le(p, (uint64_t)(int64_t)e->shape[d], 8);
+  seed = dl_xxhash64(head, (size_t)(p - head), seed);
+  // The values as float32 little-endian (the host's order on every target we build for).
+  return dl_xxhash64(dl_head_param(h, index), e->numel * sizeof(float), seed);
+}
+
+uint64_t dl_heads_last_layer_hash(const dl_head *dino, const dl_head *ibot) {
+  if (!dino || !ibot || dino->last_g < 0 || dino->last_v < 0 || ibot->last_g < 0 || ibot->last_v < 0) return 0;
+  uint64_t h = 0;
+  h = hash_entry(dino, dino->last_g, "dino_head.last_layer.weight_g", h);
+  h = hash_entry(dino, dino->last_v, "dino_head.last_layer.weight_v", h);
+  h = hash_entry(ibot, ibot->last_g, "ibot_head.last_layer.weight_g", h);
+  h = hash_entry(ibot, ibot->last_v, "ibot_head.last_layer.weight_v", h);
+  return h ? h : 1;
 }

@@ -30,4 +30,16 @@ int dl_heads_save(const dl_head *dino, const float *dino_params, const dl_head *
 // file without ibot_head.* gives the DINO head twice (DINOv2's shared head).
 int dl_heads_load(const char *path, dl_head *dino, dl_head *ibot, dl_err *err);
 
+// The identity of the heads' last layers, which the student applies to the
+// teacher's bottlenecks: WELCOME's heads_hash, which a student with prototypes
+// targets compares with its own copy (train.teacher_heads). xxHash64, chained
+// (each call seeded with the hash so far, from 0), over in order
+// dino_head.last_layer.weight_g, dino_head.last_layer.weight_v,
+// ibot_head.last_layer.weight_g, ibot_head.last_layer.weight_v, each as: the
+// name with its NUL, ndim (u32), the dims (i64), all little-endian, then the
+// float32 values. A shared head (no ibot_head.* in the file) passes the DINO
+// head as ibot, so it hashes like a file whose ibot_head.* equals dino_head.*.
+// 0 when a head has no last layer (nothing to compare); otherwise never 0.
+uint64_t dl_heads_last_layer_hash(const dl_head *dino, const dl_head *ibot);
+
 #endif

@@ -35,6 +35,7 @@ static int load(const dl_recipe *r, const dl_forward_backend *backend, dl_teache
   if (m->target_kind != DL_TARGET_FEATURES) {
     if (dl_heads_load(t->heads, &m->dino, &m->ibot, err) || check_heads(m, t->heads, err)) return -1;
     if (hash_file(t->heads, m->weights_hash, &m->weights_hash, err)) return -1;
+    m->heads_hash = dl_heads_last_layer_hash(&m->dino, &m->ibot);
   }
   if (r->crops.global_size % m->vit.cfg.patch)
     return dl_fail(err, "crops.global_size %d is not a multiple of the teacher's patch size %d", r->crops.global_size,

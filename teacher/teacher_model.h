@@ -18,6 +18,7 @@ typedef struct dl_teacher_model {
   int target_kind;     // 0 features, 1 prototypes, 2 both (teacher_server.h)
   uint32_t target_dim, patch_tokens;  // patch tokens per global crop at the recipe's size
   uint64_t weights_hash;              // xxHash64 of the weights file (and the heads file)
+  uint64_t heads_hash;                // dl_heads_last_layer_hash of the heads (0: features)
 } dl_teacher_model;
 
 // Loads everything the recipe's teacher section names and starts the engine,

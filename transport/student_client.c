@@ -63,6 +63,7 @@ struct dl_student_client {
   dl_student_config cfg;
   char group[DL_GROUP_NAME_MAX];
   char *stream_text;
+  char *heads_path;  // cfg.heads_path's copy
   dl_plan_phase plan[DL_PLAN_MAX_PHASES];
   int nplan;
   dl_curve_key curve_secret, curve_public, teacher_public[DL_MAX_TEACHERS];
@@ -83,7 +84,7 @@ struct dl_student_client {
   uint64_t next_k;   // the next block to hand out is rank + next_k * world
   uint64_t weights_hash;
   bool fatal;
-  bool refused;      // the fatal condition is a teacher's REJECT: the student's configuration, not a fault
+  bool refused;      // the fatal condition is a teacher's REJECT or a heads mismatch: the student's configuration, not a fault
   dl_err fatal_err;
   bool stopping;     // destroy asks the I/O thread to end
   bool waiting;      // the caller waits in next() for the block at the cursor (until it gets it)
@@ -308,6 +309,12 @@ static void on_welcome(dl_student_client *c, int ti, const Distill__Welcome *w) 
   if (expect && w->weights_hash != expect) {
     fail_fatal(c, "teacher %s (%s) serves weights %016" PRIx64 ", expected %016" PRIx64,
                w->teacher_id, t->endpoint, w->weights_hash, expect);
+    return;
+  }
+  if (c->cfg.heads_hash && w->heads_hash && w->heads_hash != c->cfg.heads_hash) {
+    if (!c->fatal) c->refused = true;  // the student's configuration (its heads file), not a fault
+    fail_fatal(c, "the teacher's heads (last layers %016" PRIx64 ") differ from train.teacher_heads %s (%016" PRIx64 ")",
+               w->heads_hash, c->cfg.heads_path ? c->cfg.heads_path : "(unnamed)", c->cfg.heads_hash);
     return;
   }
   c->weights_hash = w->weights_hash;
@@ -812,6 +819,8 @@ static void copy_config(dl_student_client *c, const dl_student_config *cfg) {
   c->stream_text = dl_malloc(strlen(text) + 1);
   memcpy(c->stream_text, text, strlen(text) + 1);
   c->cfg.stream_text = c->stream_text;
+  c->heads_path = cfg->heads_path ? strdup(cfg->heads_path) : NULL;
+  c->cfg.heads_path = c->heads_path;
   c->nplan = cfg->nplan;
   if (cfg->nplan > 0) {
     memcpy(c->plan, cfg->plan, (size_t)cfg->nplan * sizeof *c->plan);
@@ -951,5 +960,6 @@ void dl_student_client_destroy(dl_student_client *c) {
   pthread_cond_destroy(&c->changed);
   pthread_mutex_destroy(&c->mu);
   free(c->stream_text);
+  free(c->heads_path);
   free(c);
 }

@@ -48,6 +48,9 @@ typedef struct dl_student_config {
   uint32_t rank, world;
   uint64_t recipe_hash;
   uint64_t weights_hash;        // expected; 0: take the first teacher's, then all must agree
+  uint64_t heads_hash;          // the last layers this student applies (WELCOME heads_hash); 0: don't check.
+                                // A teacher announcing another nonzero hash is a refusal; one announcing 0 is not checked
+  const char *heads_path;       // where they came from (train.teacher_heads), for that refusal's message
   uint32_t resolution;          // crop size the targets are for
   uint64_t start_index;         // first block is rank + start_index * world (resume)
   uint64_t end_block;           // blocks >= this are never asked (UINT64_MAX: endless)
@@ -108,7 +111,8 @@ dl_student_client *dl_student_client_create(const dl_student_config *cfg, dl_err
 int dl_student_client_next(dl_student_client *c, dl_target_block *out, int timeout_ms, dl_err *err);
 bool dl_student_client_done(const dl_student_client *c);
 // Whether next()'s fatal condition was a teacher's refusal (protocol, stream,
-// codecs): the student's configuration is at fault (exit status 2).
+// codecs) or other heads than the teacher's (heads_hash): the student's
+// configuration is at fault (exit status 2).
 bool dl_student_client_refused(const dl_student_client *c);
 dl_student_metrics dl_student_client_metrics(const dl_student_client *c);
 void dl_student_metrics_print(const dl_student_metrics *m, const char *group, uint32_t rank,

@@ -283,6 +283,7 @@ static void on_hello(dl_teacher_server *s, const uint8_t *rid, size_t rid_len, c
   w.n_target_kinds = s->cfg.target_kind == 2 ? 2 : 1;
   w.target_kinds = s->cfg.target_kind == 2 ? kinds : &kind;
   w.weights_hash = s->cfg.weights_hash;
+  w.heads_hash = s->cfg.heads_hash;
   w.heartbeat_ms = (uint32_t)s->cfg.heartbeat_ms;
   out.body_case = DISTILL__ENVELOPE__BODY_WELCOME;
   out.welcome = &w;

@@ -49,6 +49,7 @@ typedef struct dl_teacher_config {
   uint64_t recipe_hash;     // the stream identity (dl_recipe_stream_hash); 0: accept any student's stream
   const char *stream_text;  // its text (dl_recipe_stream_text): a refusal names the keys that differ
   uint64_t weights_hash;
+  uint64_t heads_hash;      // the heads' last layers (dl_heads_last_layer_hash); 0: not announced (features)
   uint32_t embed_dim, patch_tokens;
   int target_kind;          // 0 features, 1 prototypes, 2 both
   dl_codec_spec codecs;

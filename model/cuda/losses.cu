@@ -1,6 +1,8 @@
 // The DINOv2 losses on the GPU, float32 as the official code: softmax with
 // centering, row-wise cross-entropy over large prototype counts (one block
 // per row, so 131072 prototypes are 512 per thread), Sinkhorn-Knopp and KoLeo.
+#include <cfloat>
+
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/kernels_common.cuh"
 
@@ -108,18 +110,56 @@ __global__ void sk_column_sums_kernel(float *cols, const float *q, int b, int k)
   for (int r = 0; r < b; r++) acc += q[(size_t)r * k + j];
   cols[j] = acc;
 }
-__global__ void sk_rows_kernel(float *q, const float *cols, const float *B, int k) {
+// As losses.c: below this a row's largest value, its entries within 2^-24
+// of it are subnormal.
+#define SK_ROW_FLOOR 0x1p-102f
+
+// Block sum in double (blockDim.x a multiple of 32); every thread gets it.
+__device__ double sk_block_sum_double(double v, double *shared) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = lane < warps ? shared[lane] : 0.0;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__global__ void sk_rows_kernel(float *q, const float *cols, const float *B, int k, const float *logits,
+                               float inv_t) {
   __shared__ float red[32];
+  __shared__ double redd[32];
   float *qr = q + (size_t)blockIdx.x * k;
-  float sum = 0.0f;
+  float sum = 0.0f, row_max = 0.0f;
   for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    row_max = fmaxf(row_max, qr[j]);
     // A prototype whose every exp underflowed keeps 0 (not 0 / 0), as on the CPU.
     const float v = cols[j] > 0.0f ? qr[j] / cols[j] / (float)k : 0.0f;
     qr[j] = v;
     sum += v;
   }
   sum = dl_block_sum(sum, red);
-  for (int j = threadIdx.x; j < k; j += blockDim.x) qr[j] = qr[j] / sum / *B;
+  row_max = dl_block_max(row_max, red);
+  if (!(row_max < SK_ROW_FLOOR || sum < FLT_MIN)) {
+    for (int j = threadIdx.x; j < k; j += blockDim.x) qr[j] = qr[j] / sum / *B;
+    return;
+  }
+  // The sample's exps underflowed, wholly or so far that its entries lost
+  // precision (largest below SK_ROW_FLOOR; only in the first step): its row
+  // from its own exp(logits / temp) and the column sums, as on the CPU
+  // (losses.c sk_underflowed_row): (e_j / cols[j]) / sum_j' (e_j' / cols[j']) / B.
+  const float *lr = logits + (size_t)blockIdx.x * k;
+  float mx = -INFINITY;
+  for (int j = threadIdx.x; j < k; j += blockDim.x) mx = fmaxf(mx, lr[j] * inv_t);
+  mx = dl_block_max(mx, red);
+  double s = 0.0;
+  for (int j = threadIdx.x; j < k; j += blockDim.x)
+    s += cols[j] > 0.0f ? exp((double)(lr[j] * inv_t) - mx) / cols[j] : 0.0;
+  s = sk_block_sum_double(s, redd);
+  for (int j = threadIdx.x; j < k; j += blockDim.x) {
+    const double w = cols[j] > 0.0f ? exp((double)(lr[j] * inv_t) - mx) / cols[j] : 0.0;
+    qr[j] = s > 0.0 ? (float)(w / s / *B) : 1.0f / (float)k / *B;
+  }
 }
 
 static void reduce(const dl_cuda_reduce *red, float *data, size_t n, int is_max, cudaStream_t s) {
@@ -141,7 +181,7 @@ extern "C" void dl_cuda_sinkhorn_knopp(float *q, const float *logits, int b, int
   for (int it = 0; it < iters; it++) {
     sk_column_sums_kernel<<<dl_blocks(k, THREADS), THREADS, 0, s>>>(cols, q, b, k);
     reduce(red, cols, (size_t)k, 0, s);
-    sk_rows_kernel<<<b, THREADS, 0, s>>>(q, cols, scalars + 2, k);
+    sk_rows_kernel<<<b, THREADS, 0, s>>>(q, cols, scalars + 2, k, logits, inv_t);
   }
   sk_scale_kernel<<<grid, THREADS, 0, s>>>(q, scalars + 2, n, 1);
   cudaCheckLaunch();
