@@ -7,16 +7,6 @@
 
 #define THREADS 256
 
-__device__ double block_sum_double(double v, double *shared) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < warps ? shared[lane] : 0.0;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 
 // 1 - cos(s_r, t_r) with torch's eps: the product of squared norms clamped at eps^2.
 __global__ void cosine_rows_kernel(float *loss_rows, float *d_s, const float *s, const float *t, int rows, int d,
@@ -31,9 +21,9 @@ __global__ void cosine_rows_kernel(float *loss_rows, float *d_s, const float *s,
     w1 += a * a;
     w2 += b * b;
   }
-  w12 = block_sum_double(w12, red);
-  w1 = block_sum_double(w1, red);
-  w2 = block_sum_double(w2, red);
+  w12 = dl_block_sum_double(w12, red);
+  w1 = dl_block_sum_double(w1, red);
+  w2 = dl_block_sum_double(w2, red);
   const double prod = w1 * w2, n12 = sqrt(prod > eps * eps ? prod : eps * eps), cosv = w12 / n12;
   if (threadIdx.x == 0) loss_rows[blockIdx.x] = (float)((1.0 - cosv) * scale / rows);
   if (!d_s) return;
@@ -65,7 +55,7 @@ __global__ void smooth_l1_rows_kernel(float *loss_rows, float *d_s, const float 
       d_s[off + j] = accumulate ? d_s[off + j] + v : v;
     }
   }
-  acc = block_sum_double(acc, red);
+  acc = dl_block_sum_double(acc, red);
   if (threadIdx.x == 0) loss_rows[blockIdx.x] = (float)(acc * inv_n * scale);
 }
 

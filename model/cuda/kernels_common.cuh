@@ -34,6 +34,17 @@ __device__ __forceinline__ float dl_block_sum(float v, float *shared) {
   v = lane < warps ? shared[lane] : 0.0f;
   return dl_warp_sum(v);
 }
+// The same in double (the losses' sums, as the CPU's). shared: 32 doubles.
+__device__ __forceinline__ double dl_block_sum_double(double v, double *shared) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __syncthreads();
+  if (lane == 0) shared[warp] = v;
+  __syncthreads();
+  v = lane < warps ? shared[lane] : 0.0;
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
 __device__ __forceinline__ float dl_block_max(float v, float *shared) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
   v = dl_warp_max(v);

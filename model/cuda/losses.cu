@@ -114,17 +114,6 @@ __global__ void sk_column_sums_kernel(float *cols, const float *q, int b, int k)
 // of it are subnormal.
 #define SK_ROW_FLOOR 0x1p-102f
 
-// Block sum in double (blockDim.x a multiple of 32); every thread gets it.
-__device__ double sk_block_sum_double(double v, double *shared) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();
-  if (lane == 0) shared[warp] = v;
-  __syncthreads();
-  v = lane < warps ? shared[lane] : 0.0;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
 __global__ void sk_rows_kernel(float *q, const float *cols, const float *B, int k, const float *logits,
                                float inv_t) {
   __shared__ float red[32];
@@ -155,7 +144,7 @@ __global__ void sk_rows_kernel(float *q, const float *cols, const float *B, int 
   double s = 0.0;
   for (int j = threadIdx.x; j < k; j += blockDim.x)
     s += cols[j] > 0.0f ? exp((double)(lr[j] * inv_t) - mx) / cols[j] : 0.0;
-  s = sk_block_sum_double(s, redd);
+  s = dl_block_sum_double(s, redd);
   for (int j = threadIdx.x; j < k; j += blockDim.x) {
     const double w = cols[j] > 0.0f ? exp((double)(lr[j] * inv_t) - mx) / cols[j] : 0.0;
     qr[j] = s > 0.0 ? (float)(w / s / *B) : 1.0f / (float)k / *B;
