@@ -330,20 +330,33 @@ static void cursor_and_hello(void) {
   CHECK(request_is(r, (uint64_t[]){11}, 1, 9), "REQUEST for block 11, the rank's last, with cursor 9");
   dl_envelope_free(r);
   CHECK(take(c, 9), "next() gives block 9 (nothing left to request)");
-  fake_block(&f, 11, 224);
-  CHECK(take(c, 11) && dl_student_client_done(c), "next() gives block 11 and the stream is done");
-  // next() waited for block 11: the client said so at once (waiting), then
-  // told the end of the wait with the new cursor.
+  // next() waits for block 11 before the fake teacher sends it: the client
+  // says so at once (a HEARTBEAT with waiting, cursor 11) and keeps saying it
+  // after next()'s time-out (the trainer still waits for that block).
+  dl_target_block none;
+  dl_err none_err;
+  CHECK(dl_student_client_next(c, &none, 300, &none_err) == 0, "next() times out waiting for block 11");
   bool saw_waiting = false;
-  uint64_t last_cursor = 0;
-  for (int i = 0; i < 6 && last_cursor != 13; i++) {
+  for (int i = 0; i < 6 && !saw_waiting; i++) {
     hb = fake_expect(&f, DISTILL__ENVELOPE__BODY_HEARTBEAT, 2);
     if (!hb) break;
-    if (hb->heartbeat->waiting && hb->heartbeat->cursor == 11) saw_waiting = true;
-    last_cursor = hb->heartbeat->cursor;
+    saw_waiting = hb->heartbeat->waiting && hb->heartbeat->cursor == 11;
     dl_envelope_free(hb);
   }
   CHECK(saw_waiting, "while next() waited for block 11 a HEARTBEAT said so (cursor 11, waiting)");
+  fake_block(&f, 11, 224);
+  CHECK(take(c, 11) && dl_student_client_done(c), "next() gives block 11 and the stream is done");
+  // The end of the wait goes out at once, with the new cursor.
+  uint64_t last_cursor = 0;
+  bool still_waiting = true;
+  for (int i = 0; i < 6 && last_cursor != 13; i++) {
+    hb = fake_expect(&f, DISTILL__ENVELOPE__BODY_HEARTBEAT, 2);
+    if (!hb) break;
+    last_cursor = hb->heartbeat->cursor;
+    still_waiting = hb->heartbeat->waiting;
+    dl_envelope_free(hb);
+  }
+  CHECK(!still_waiting, "after block 11 the HEARTBEAT says the trainer no longer waits");
   CHECK(last_cursor == 13, "a HEARTBEAT after the last block carries cursor %llu (13: past the end)",
         (unsigned long long)last_cursor);
   dl_student_client_destroy(c);
