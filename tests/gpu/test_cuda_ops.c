@@ -323,6 +323,24 @@ static void test_losses(void) {
   dl_gpu_download(sgot, gsq, sn, f);
   dl_gpu_compare("sinkhorn_knopp[32x65536]", f, sgot, sq, sn, TOL_F32);
 
+  // Sinkhorn-Knopp with one sample 200 * temp below the others: its shifted
+  // exps underflow and the row step is recomputed from its own exps (the
+  // official value); the CPU's version is checked against it in
+  // tests/train/test_sk_underflow.c.
+  {
+    const int ub = 8, uk = 4096;
+    const size_t un = (size_t)ub * uk;
+    float *ul = dl_test_random(un, &seed, 2.0f), *uq = host(un), *ugot = host(un), *uscr = host(uk);
+    for (int j = 0; j < uk; j++) ul[(size_t)3 * uk + j] -= 200.0f * 0.05f;
+    dl_sinkhorn_knopp(uq, ul, ub, uk, 0.05f, 3, NULL, uscr);
+    float *gul = dl_gpu_upload(ul, un, f), *guq = dl_gpu_alloc(un, f), *guscr = dl_gpu_alloc(uk + 4, f);
+    dl_cuda_sinkhorn_knopp(guq, gul, ub, uk, 0.05f, 3, NULL, guscr, 0);
+    dl_gpu_download(ugot, guq, un, f);
+    dl_gpu_compare("sinkhorn_knopp[8x4096, one sample 200 T below]", f, ugot, uq, un, TOL_F32);
+    free(ul); free(uq); free(ugot); free(uscr);
+    dl_gpu_free(gul); dl_gpu_free(guq); dl_gpu_free(guscr);
+  }
+
   // KoLeo: loss and gradient.
   const int kn = 64, kd = 384;
   float *kx = dl_test_random((size_t)kn * kd, &seed, 1.0f), *kdx = host((size_t)kn * kd);
