@@ -55,6 +55,12 @@ void *dl_calloc(size_t count, size_t size) {
   return check_alloc(calloc(count ? count : 1, size ? size : 1), count * size);
 }
 
+void *dl_grow(void *p, int n, int *cap, int first, size_t elem) {
+  if (n < *cap) return p;
+  *cap = *cap ? 2 * *cap : first;
+  return check_alloc(realloc(p, (size_t)*cap * elem), (size_t)*cap * elem);
+}
+
 void *dl_aligned_alloc(size_t n) {
   size_t rounded = (n + 63) & ~(size_t)63;
   return check_alloc(aligned_alloc(64, rounded ? rounded : 64), n);

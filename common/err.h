@@ -30,5 +30,8 @@ _Noreturn void dl_assert_fail(const char *expr, const char *file, int line);
 void *dl_malloc(size_t n);
 void *dl_calloc(size_t count, size_t size);
 void *dl_aligned_alloc(size_t n);   // 64-byte aligned, free with free()
+// A growing array: returns p with room for at least n + 1 elements of elem
+// bytes, doubling *cap (from first) when n has reached it.
+void *dl_grow(void *p, int n, int *cap, int first, size_t elem);
 
 #endif

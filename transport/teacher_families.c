@@ -45,11 +45,7 @@ static void set_world(dl_family *f, uint32_t world) {
 }
 
 static dl_family *add_family(dl_families *fs, const char *name) {
-  if (fs->n == fs->cap) {
-    fs->cap = fs->cap ? 2 * fs->cap : 8;
-    fs->v = realloc(fs->v, (size_t)fs->cap * sizeof *fs->v);
-    if (!fs->v) dl_die_input("out of memory");
-  }
+  fs->v = dl_grow(fs->v, fs->n, &fs->cap, 8, sizeof *fs->v);
   dl_family *f = &fs->v[fs->n++];
   memset(f, 0, sizeof *f);
   snprintf(f->name, sizeof f->name, "%s", name);
@@ -153,12 +149,21 @@ const char *dl_family_state_name(dl_family_state s) {
   return names[s];
 }
 
-bool dl_families_need(const dl_families *fs, uint64_t block, uint32_t resolution) {
+// Some family in the given states plans (block, resolution) and has not taken it.
+static bool needed_by(const dl_families *fs, uint64_t block, uint32_t resolution, bool (*in)(const dl_family *)) {
   for (int i = 0; i < fs->n; i++) {
     const dl_family *f = &fs->v[i];
-    if (dl_family_keeps_blocks(f) && dl_family_plans(f, block, resolution) && !dl_family_taken(f, block)) return true;
+    if (in(f) && dl_family_plans(f, block, resolution) && !dl_family_taken(f, block)) return true;
   }
   return false;
+}
+
+bool dl_families_need(const dl_families *fs, uint64_t block, uint32_t resolution) {
+  return needed_by(fs, block, resolution, dl_family_keeps_blocks);
+}
+
+bool dl_families_need_attached(const dl_families *fs, uint64_t block, uint32_t resolution) {
+  return needed_by(fs, block, resolution, dl_family_holds_others);
 }
 
 bool dl_families_received_by_any(const dl_families *fs, uint64_t block, uint32_t resolution) {

@@ -86,6 +86,8 @@ const char *dl_family_state_name(dl_family_state s);
 
 // Some family that keeps its blocks plans (block, resolution) and has not taken it.
 bool dl_families_need(const dl_families *fs, uint64_t block, uint32_t resolution);
+// The same among attached families only (not those that left by BYE).
+bool dl_families_need_attached(const dl_families *fs, uint64_t block, uint32_t resolution);
 // Some family, in any state, plans the block and has taken or received it
 // (it was computed somewhere before).
 bool dl_families_received_by_any(const dl_families *fs, uint64_t block, uint32_t resolution);

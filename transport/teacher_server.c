@@ -69,11 +69,7 @@ static void forget_peer(dl_teacher_server *s, peer *p, const char *why) {
 }
 
 static peer *add_peer(dl_teacher_server *s, const uint8_t *rid, size_t n) {
-  if (s->npeers == s->cap_peers) {
-    s->cap_peers = s->cap_peers ? 2 * s->cap_peers : 16;
-    s->peers = realloc(s->peers, (size_t)s->cap_peers * sizeof *s->peers);
-    if (!s->peers) dl_die_input("out of memory");
-  }
+  s->peers = dl_grow(s->peers, s->npeers, &s->cap_peers, 16, sizeof *s->peers);
   peer *p = &s->peers[s->npeers++];
   memset(p, 0, sizeof *p);
   memcpy(p->rid, rid, n);
@@ -300,11 +296,7 @@ static job *find_job(dl_teacher_server *s, uint64_t block, uint32_t res) {
 }
 
 static void add_waiter(job *j, const peer *p) {
-  if (j->nwaiters == j->cap) {
-    j->cap = j->cap ? 2 * j->cap : 4;
-    j->waiters = realloc(j->waiters, (size_t)j->cap * sizeof *j->waiters);
-    if (!j->waiters) dl_die_input("out of memory");
-  }
+  j->waiters = dl_grow(j->waiters, j->nwaiters, &j->cap, 4, sizeof *j->waiters);
   memcpy(j->waiters[j->nwaiters].rid, p->rid, p->rid_len);
   j->waiters[j->nwaiters++].rid_len = p->rid_len;
 }

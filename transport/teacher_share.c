@@ -139,11 +139,7 @@ bool ts_is_parked(const dl_teacher_server *s, const peer *p, uint64_t block, uin
 bool ts_park_if_held(dl_teacher_server *s, peer *p, uint64_t block, uint32_t res) {
   const dl_family *g = holder_of(s, p->family, block, res);
   if (!g) return false;
-  if (s->nparked == s->cap_parked) {
-    s->cap_parked = s->cap_parked ? 2 * s->cap_parked : 64;
-    s->parked = realloc(s->parked, (size_t)s->cap_parked * sizeof *s->parked);
-    if (!s->parked) dl_die_input("out of memory");
-  }
+  s->parked = dl_grow(s->parked, s->nparked, &s->cap_parked, 64, sizeof *s->parked);
   parked_req *q = &s->parked[s->nparked++];
   memcpy(q->rid, p->rid, p->rid_len);
   q->rid_len = p->rid_len;
@@ -221,18 +217,8 @@ void ts_share_resend_holds(dl_teacher_server *s) {
 
 // ---- keeping, releasing, the budget
 
-static bool still_needed(void *user, const dl_encoded_block *b) {
-  const dl_teacher_server *s = user;
+static bool still_needed(const dl_teacher_server *s, const dl_encoded_block *b) {
   return dl_families_need(&s->families, b->block, b->resolution);
-}
-
-static bool needed_by_attached(const dl_teacher_server *s, const dl_encoded_block *b) {
-  for (int i = 0; i < s->families.n; i++) {
-    const dl_family *f = &s->families.v[i];
-    if (dl_family_holds_others(f) && dl_family_plans(f, b->block, b->resolution) && !dl_family_taken(f, b->block))
-      return true;
-  }
-  return false;
 }
 
 static void drop_from_cache(dl_teacher_server *s, const dl_encoded_block *b) {
@@ -266,11 +252,7 @@ static bool spill_newest(dl_teacher_server *s) {
     s->spill_failed_logged = true;
   }
   if (rc != 0) return false;
-  if (s->nspilled == s->cap_spilled) {
-    s->cap_spilled = s->cap_spilled ? 2 * s->cap_spilled : 256;
-    s->spilled = realloc(s->spilled, (size_t)s->cap_spilled * sizeof *s->spilled);
-    if (!s->spilled) dl_die_input("out of memory");
-  }
+  s->spilled = dl_grow(s->spilled, s->nspilled, &s->cap_spilled, 256, sizeof *s->spilled);
   s->spilled[s->nspilled++] = (spilled_key){b->block, b->resolution};
   s->m.spilled++;
   dl_block_cache_remove(s->cache, b->block, b->resolution);
@@ -287,9 +269,9 @@ static void drop_while_over(dl_teacher_server *s, bool (*droppable)(const dl_tea
   }
 }
 
-static bool taken_by_all(const dl_teacher_server *s, const dl_encoded_block *b) { return !still_needed((void *)s, b); }
+static bool taken_by_all(const dl_teacher_server *s, const dl_encoded_block *b) { return !still_needed(s, b); }
 static bool kept_only_for_leavers(const dl_teacher_server *s, const dl_encoded_block *b) {
-  return !needed_by_attached(s, b);
+  return !dl_families_need_attached(&s->families, b->block, b->resolution);
 }
 
 // Released blocks (every family that needs them took them) stay while there

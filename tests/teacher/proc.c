@@ -1,5 +1,7 @@
 #include "tests/teacher/proc.h"
 
+#include "recipe/recipe.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -11,6 +13,40 @@
 #include <unistd.h>
 
 extern char **environ;
+
+uint64_t proc_write_demo_recipe(const char *path, const char *target) {
+  FILE *f = fopen(path, "w");
+  if (!f) return printf("recipe: cannot write %s\n", path), 0;
+  fprintf(f,
+          "data:\n  dataset: idx:/usr/share/datasets/fashion-mnist,split=test\n  seed: 3\n  block_size: 4\n"
+          "  loader_threads: 1\n"
+          "crops:\n  global_count: 2\n  global_size: 56\n  local_count: 0\n  local_size: 28\n"
+          "teacher:\n  weights: %s/models/demo-teacher/backbone.safetensors\n"
+          "  heads: %s/models/demo-teacher/heads.safetensors\n  target: %s\n  batch: 3\n  workers: 2\n",
+          DISTILL_SOURCE_DIR, DISTILL_SOURCE_DIR, target);
+  fclose(f);
+  dl_recipe r;
+  dl_err err;
+  if (dl_recipe_load(path, &r, &err) == 0) return dl_recipe_stream_hash(&r);
+  printf("recipe: %s\n", err.msg);
+  return 0;
+}
+
+void proc_student_config(dl_student_config *c, const char *const *teachers, const char *group, uint64_t stream_hash,
+                         uint32_t resolution, uint64_t blocks, int window, int patience_ms) {
+  dl_student_config_defaults(c);
+  c->teachers = teachers;
+  c->nteachers = 1;
+  c->group = group;
+  c->recipe_hash = stream_hash;
+  c->end_block = blocks;
+  c->window = window;
+  c->resolution = resolution;
+  c->heartbeat_ms = 100;
+  c->dead_after_ms = patience_ms;
+  c->request_timeout_ms = 5 * patience_ms;
+  c->quiet = true;
+}
 
 pid_t proc_start(const char *const *args, const char *out_path) {
   char *argv[48];

@@ -24,7 +24,6 @@
 
 #define WEIGHTS DISTILL_SOURCE_DIR "/models/demo-teacher/backbone.safetensors"
 #define HEADS DISTILL_SOURCE_DIR "/models/demo-teacher/heads.safetensors"
-#define DATASET "idx:/usr/share/datasets/fashion-mnist,split=test"
 
 static char g_dir[128], g_endpoint[64];
 static uint64_t g_stream_hash;
@@ -104,18 +103,7 @@ static void test_hashes(const char *changed, const char *shared, const char *twi
 }
 
 static void write_recipe(const char *path, const char *target) {
-  FILE *f = fopen(path, "w");
-  if (!f) return;
-  fprintf(f,
-          "data:\n  dataset: %s\n  seed: 3\n  block_size: 4\n  loader_threads: 1\n"
-          "crops:\n  global_count: 2\n  global_size: 56\n  local_count: 0\n  local_size: 28\n"
-          "teacher:\n  weights: %s\n  heads: %s\n  target: %s\n  batch: 3\n  workers: 2\n",
-          DATASET, WEIGHTS, HEADS, target);
-  fclose(f);
-  dl_recipe r;
-  dl_err err;
-  if (dl_recipe_load(path, &r, &err) == 0) g_stream_hash = dl_recipe_stream_hash(&r);
-  else printf("recipe: %s\n", err.msg);
+  g_stream_hash = proc_write_demo_recipe(path, target);
 }
 
 // A student with heads_hash/heads_path asks for one block: 1 got it, -1 fatal
@@ -124,19 +112,9 @@ static int one_block(const char *group, uint64_t heads_hash, const char *heads_p
                      bool *refused) {
   const char *teachers[1] = {g_endpoint};
   dl_student_config c;
-  dl_student_config_defaults(&c);
-  c.teachers = teachers;
-  c.nteachers = 1;
-  c.group = group;
-  c.recipe_hash = g_stream_hash;
+  proc_student_config(&c, teachers, group, g_stream_hash, 56, 1, 1, 5000);
   c.heads_hash = heads_hash;
   c.heads_path = heads_path;
-  c.end_block = 1;
-  c.window = 1;
-  c.resolution = 56;
-  c.heartbeat_ms = 100;
-  c.dead_after_ms = 5000;
-  c.quiet = true;
   dl_err err;
   msg[0] = 0;
   *refused = false;

@@ -32,18 +32,7 @@ static char g_dir[128], g_endpoint[64];
 static uint64_t g_stream_hash;  // of the recipes' data and crops sections: the teacher refuses other streams
 
 static void write_recipe(const char *path, const char *target) {
-  FILE *f = fopen(path, "w");
-  if (!f) return;
-  fprintf(f,
-          "data:\n  dataset: %s\n  seed: 3\n  block_size: %d\n  loader_threads: 1\n"
-          "crops:\n  global_count: %d\n  global_size: 56\n  local_count: 0\n  local_size: 28\n"
-          "teacher:\n  weights: %s\n  heads: %s\n  target: %s\n  batch: 3\n  workers: 2\n",
-          DATASET, BLOCK_SIZE, CROPS, WEIGHTS, HEADS, target);
-  fclose(f);
-  dl_recipe r;
-  dl_err err;
-  if (dl_recipe_load(path, &r, &err) == 0) g_stream_hash = dl_recipe_stream_hash(&r);
-  else printf("recipe: %s\n", err.msg);
+  g_stream_hash = proc_write_demo_recipe(path, target);
 }
 
 static pid_t start_teacher(const char *recipe, const char *log) {
@@ -57,18 +46,7 @@ static pid_t start_teacher(const char *recipe, const char *log) {
 static dl_student_client *client(const char *group, uint32_t res, uint64_t blocks, int window, int patience_ms) {
   const char *teachers[1] = {g_endpoint};
   dl_student_config c;
-  dl_student_config_defaults(&c);
-  c.teachers = teachers;
-  c.nteachers = 1;
-  c.group = group;
-  c.recipe_hash = g_stream_hash;
-  c.end_block = blocks;
-  c.window = window;
-  c.resolution = res;
-  c.heartbeat_ms = 100;
-  c.dead_after_ms = patience_ms;
-  c.request_timeout_ms = 5 * patience_ms;
-  c.quiet = true;
+  proc_student_config(&c, teachers, group, g_stream_hash, res, blocks, window, patience_ms);
   dl_err err;
   dl_student_client *s = dl_student_client_create(&c, &err);
   if (!s) printf("client: %s\n", err.msg);
