@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "cli/flags.h"
+#include "cli/student_plan.h"
 #ifdef DISTILL_HAVE_CUDA_BACKEND
 #include "cli/gpu_device.h"
 #include "cli/student_cuda.h"
@@ -74,10 +75,10 @@ static int cuda_devices(const char *device, int rank, int world, int *local_rank
 int cmd_student(int argc, char **argv) {
   const char *recipe_path = NULL, *teachers = NULL, *resume = NULL, *out = "out/student", *group = NULL;
   const char *metrics_addr = "127.0.0.1", *export_init = NULL, *curve_key = NULL, *teacher_key = NULL;
-  const char *device = "cpu", *group_addr = NULL;
+  const char *device = "cpu", *group_addr = NULL, *memory = NULL;
   int rank = -1, world = -1, group_timeout_s = 300, metrics_port = 0, heartbeat_ms = 0, dead_after_ms = 0,
-      resolve_interval_ms = 0;
-  bool quiet = false;
+      resolve_interval_ms = 0, plan_ranks = -1;
+  bool quiet = false, plan = false;
   const dl_flag flags[] = {
       {"recipe", DL_FLAG_STRING, &recipe_path, "FILE", "the recipe (YAML; docs/recipes.md)"},
       {"teachers", DL_FLAG_STRING, &teachers, "EP[,EP..]",
@@ -106,10 +107,16 @@ int cmd_student(int argc, char **argv) {
        "where the steps run (default cpu); cuda: the CUDA step in bf16 on GPU local-rank % GPUs, NCCL in a group"},
       {"export-init", DL_FLAG_STRING, &export_init, "FILE",
        "write the recipe's student at its initialization (official names) and exit: the baseline for evaluations"},
+      {"plan", DL_FLAG_BOOL, &plan, NULL,
+       "print the memory per rank of each phase (CPU float32, GPU bf16) and the largest batch that fits, and exit"},
+      {"ranks", DL_FLAG_INT, &plan_ranks, "N",
+       "with --plan: ranks of the group (default 1; per-rank batch train.batch / N)"},
+      {"memory", DL_FLAG_STRING, &memory, "SIZE", "with --plan: memory per rank to fit, e.g. 80G (default 80G)"},
   };
   const dl_command_spec spec = {
       "student",
-      "--recipe R --teachers EP[,EP...] [--rank r --world W [--group-addr HOST:PORT]] [--resume auto|PATH] [--out DIR]",
+      "--recipe R --teachers EP[,EP...] [--rank r --world W [--group-addr HOST:PORT]] [--resume auto|PATH] [--out DIR]\n"
+      "       distill student --recipe R --plan [--ranks N] [--memory SIZE]",
       "Trains one rank of a student group on the teachers' targets (DESIGN.md section 6).\n"
       "Writes OUT/metrics.jsonl (one line per step) and checkpoints with EMA exports.",
       flags, (int)(sizeof flags / sizeof flags[0])};
@@ -117,6 +124,8 @@ int cmd_student(int argc, char **argv) {
   int npos;
   if (dl_parse_flags(&spec, argc, argv, pos, 0, &npos)) return 0;
   dl_require_flag(&spec, "recipe", recipe_path);
+  if (plan) return dl_student_plan(recipe_path, plan_ranks < 0 ? 1 : plan_ranks, memory);
+  if (plan_ranks >= 0 || memory) dl_die_input("student: --ranks and --memory go with --plan");
   if (!export_init) dl_require_flag(&spec, "teachers", teachers);
   // Ranks of a group are MPI processes (mpirun -np W distill student ...) or
   // processes that meet at rank 0's --group-addr over TCP (Kubernetes): the

@@ -210,7 +210,8 @@ int cmd_teacher(int argc, char **argv) {
   dl_teacher_model model = {0};
   if (recipe_path) {
     if (dl_teacher_model_open(&rec, backend, &model, &err)) dl_die_input("teacher: %s", err.msg);
-    cfg.embed_dim = model.target_dim;
+    cfg.embed_dim = model.cls_dim;
+    cfg.patch_dim = model.patch_dim;
     cfg.patch_tokens = model.patch_tokens;
     cfg.target_kind = model.target_kind;
     if (!weights) cfg.weights_hash = model.weights_hash;

@@ -10,6 +10,19 @@ static dl_crop_shape crop_shape(const dl_train_config *c) {
   return (dl_crop_shape){c->batch, c->global_crops, c->local_crops, c->global_size, c->local_size};
 }
 
+static int ibot_select_check(const dl_train_config *c, int patches, dl_err *err) {
+  const dl_ibot_select *s = &c->ibot;
+  if (!s->selected) return 0;
+  if (!(s->probability >= 0.0f && s->probability <= 1.0f && s->ratio_lo >= 0.0f && s->ratio_lo <= s->ratio_hi &&
+        s->ratio_hi <= 1.0f))
+    return dl_fail(err, "training: iBOT selection needs a probability in [0, 1] and 0 <= ratio low <= high <= 1");
+  if (c->weights.ibot > 0.0f && dl_trainer_ibot_rows(c, patches) == 0)
+    return dl_fail(err, "training: the iBOT selection picks no patch of %d crops of %d patches (probability %g, "
+                        "ratios %g to %g); raise them, or set the iBOT weight to 0",
+                   c->global_crops * c->batch, patches, s->probability, s->ratio_lo, s->ratio_hi);
+  return 0;
+}
+
 int dl_train_config_check(const dl_vit *s, const dl_train_config *c, const dl_head *td, const dl_head *ti,
                           dl_err *err) {
   const int p = s->cfg.patch;
@@ -19,6 +32,7 @@ int dl_train_config_check(const dl_vit *s, const dl_train_config *c, const dl_he
     return dl_fail(err, "training: crop sizes %d and %d are not multiples of the patch size %d", c->global_size,
                    c->local_size, p);
   if (c->mode == DL_TRAIN_FEATURES) return c->teacher_dim > 0 ? 0 : dl_fail(err, "training: teacher_dim not set");
+  if (ibot_select_check(c, (c->global_size / p) * (c->global_size / p), err)) return -1;
   const dl_head_config *h[2] = {&c->dino_head, &c->ibot_head};
   const dl_head *t[2] = {td, ti};
   for (int k = 0; k < 2; k++) {
@@ -30,6 +44,13 @@ int dl_train_config_check(const dl_vit *s, const dl_train_config *c, const dl_he
                      h[k]->prototypes);
   }
   return 0;
+}
+
+int dl_trainer_ibot_rows(const dl_train_config *c, int patches) {
+  const int GB = c->global_crops * c->batch;
+  if (c->mode != DL_TRAIN_PROTOTYPES || !c->ibot.selected) return GB * patches;
+  const dl_ibot_select *s = &c->ibot;
+  return dl_ibot_selected_upper_bound(GB, patches, s->probability, s->ratio_lo, s->ratio_hi);
 }
 
 void dl_trainer_heads_init(dl_head heads[2], const dl_vit *student, const dl_train_config *cfg,
@@ -67,18 +88,31 @@ int dl_trainer_init(dl_trainer *t, dl_vit *student, const dl_train_config *cfg, 
   const size_t K1 = (size_t)dl_head_out_dim(&t->heads[1], DL_HEAD_FULL);
   const dl_crop_shape shape = crop_shape(cfg);
   dl_crop_buffers_init(&t->crops, &shape, D, t->patches);
+  // The [rows, K1] buffers hold the rows iBOT scores: the selection's size
+  // (DINOv3's upperbound), or every patch.
+  t->ibot_rows = dl_trainer_ibot_rows(cfg, t->patches);
+  const size_t rows_ibot = (size_t)t->ibot_rows;
   t->out_cls = dl_zeros(rows_cls * K0);
   t->d_out_cls = dl_zeros(rows_cls * K0);
-  t->out_patch = dl_zeros(rows_patch * K1);
-  t->d_out_patch = dl_zeros(rows_patch * K1);
+  t->out_patch = dl_zeros(rows_ibot * K1);
+  t->d_out_patch = dl_zeros(rows_ibot * K1);
   t->t_cls = dl_zeros(rows_cls * K0);
-  t->t_patch = dl_zeros(rows_patch * K1);
+  t->t_patch = dl_zeros(rows_ibot * K1);
   t->center[0] = dl_zeros(K0);
   t->center[1] = dl_zeros(K1);
   const size_t kmax = K0 > K1 ? K0 : K1;
   t->scratch = dl_zeros(2 * kmax + 2);
-  t->ibot_w = dl_zeros(rows_patch);
-  dl_ibot_weights(t->ibot_w, NULL, G * B, t->patches);
+  t->ibot_w = dl_zeros(rows_ibot);
+  if (cfg->mode == DL_TRAIN_PROTOTYPES && cfg->ibot.selected) {
+    const size_t W1 = (size_t)teacher_ibot->cfg.out_dim;
+    t->ibot_masks = dl_calloc(rows_patch, sizeof(bool));
+    t->ibot_index = dl_calloc(rows_ibot ? rows_ibot : 1, sizeof(int));
+    t->sel_x = dl_zeros(rows_ibot * D);
+    t->d_sel_x = dl_zeros(rows_ibot * D);
+    t->sel_t = dl_zeros(rows_ibot * W1);
+  } else {
+    dl_ibot_weights(t->ibot_w, NULL, G * B, t->patches);
+  }
   return 0;
 }
 
@@ -93,8 +127,11 @@ void dl_trainer_free(dl_trainer *t) {
   dl_vit_train_ws_free(&t->ws_global);
   dl_vit_train_ws_free(&t->ws_local);
   dl_crop_buffers_free(&t->crops);
-  float *bufs[] = {t->out_cls, t->d_out_cls, t->out_patch, t->d_out_patch, t->t_cls, t->t_patch, t->scratch, t->ibot_w};
+  float *bufs[] = {t->out_cls, t->d_out_cls, t->out_patch, t->d_out_patch, t->t_cls, t->t_patch, t->scratch, t->ibot_w,
+                   t->sel_x, t->d_sel_x, t->sel_t};
   for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) free(bufs[i]);
+  free(t->ibot_masks);
+  free(t->ibot_index);
   memset(t, 0, sizeof *t);
 }
 
@@ -114,22 +151,60 @@ static void teacher_targets(dl_trainer *t, int k, const float *bottleneck, float
   dl_softmax_center(out, out, prev, rows, K, temp);
 }
 
+int dl_trainer_ibot_select(dl_trainer *t, const bool *masks) {
+  const dl_train_config *c = &t->cfg;
+  if (!c->ibot.selected) return t->ibot_rows;
+  const int GB = c->global_crops * c->batch, grid = c->global_size / t->student->cfg.patch;
+  if (!masks) return dl_ibot_select_step(&c->ibot, t->step, GB, grid, t->ibot_masks, t->ibot_index, t->ibot_w);
+  const size_t n = (size_t)GB * t->patches;
+  int m = 0;
+  for (size_t i = 0; i < n; i++) m += masks[i];
+  if (m != t->ibot_rows) return -1;
+  memcpy(t->ibot_masks, masks, n * sizeof(bool));
+  dl_mask_rows(masks, n, t->ibot_index);
+  dl_ibot_weights(t->ibot_w, masks, GB, t->patches);
+  return m;
+}
+
+float dl_trainer_ibot_loss(dl_trainer *t, const dl_train_batch *b, float temp) {
+  const dl_train_config *c = &t->cfg;
+  const int GB = c->global_crops * c->batch, K1 = t->heads[1].cfg.prototypes, D = t->student->cfg.dim;
+  const int m = t->ibot_rows;
+  const bool selected = c->ibot.selected;
+  // The head's input rows and the teacher's bottlenecks for them: the
+  // selected patches gathered, or every patch in place.
+  const float *x = t->crops.patch_g, *tb = b->teacher_patch;
+  if (selected) {
+    dl_gather_rows(t->sel_x, t->crops.patch_g, t->ibot_index, m, D);
+    dl_gather_rows(t->sel_t, b->teacher_patch, t->ibot_index, m, t->teacher_last[1]->cfg.out_dim);
+    x = t->sel_x, tb = t->sel_t;
+    memset(t->crops.d_patch_g, 0, (size_t)GB * t->patches * D * sizeof(float));
+  }
+  if (m == 0) return 0.0f;  // only with an iBOT weight of 0 (dl_train_config_check)
+  dl_head_forward(&t->heads[1], DL_HEAD_FULL, x, m, t->out_patch, &t->head_ws[1]);
+  teacher_targets(t, 1, tb, t->t_patch, m, temp);
+  const float loss =
+      dl_ibot_loss(t->out_patch, t->t_patch, t->ibot_w, m, K1, GB, c->student_temp, c->weights.ibot, t->d_out_patch);
+  dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch, t->mods[2].grads,
+                   selected ? t->d_sel_x : t->crops.d_patch_g);
+  if (selected) dl_scatter_rows(t->crops.d_patch_g, t->d_sel_x, t->ibot_index, m, D);
+  return loss;
+}
+
 static void prototype_losses(dl_trainer *t, const dl_train_batch *b, float temp, dl_step_report *r) {
   const dl_train_config *c = &t->cfg;
   const int G = c->global_crops, L = c->local_crops, B = c->batch, D = t->student->cfg.dim;
-  const int rows_cls = (G + L) * B, rows_patch = G * B * t->patches;
-  const int K0 = t->heads[0].cfg.prototypes, K1 = t->heads[1].cfg.prototypes;
+  const int rows_cls = (G + L) * B;
+  const int K0 = t->heads[0].cfg.prototypes;
   dl_head_forward(&t->heads[0], DL_HEAD_FULL, t->crops.cls_all, rows_cls, t->out_cls, &t->head_ws[0]);
-  dl_head_forward(&t->heads[1], DL_HEAD_FULL, t->crops.patch_g, rows_patch, t->out_patch, &t->head_ws[1]);
   teacher_targets(t, 0, b->teacher_cls, t->t_cls, G * B, temp);
-  teacher_targets(t, 1, b->teacher_patch, t->t_patch, rows_patch, temp);
   const int pairs = dl_dino_pairs(G + L, G, true);
   r->dino = dl_dino_loss(t->out_cls, t->t_cls, G + L, G, B, K0, c->student_temp, true, c->weights.dino / pairs,
                          t->d_out_cls);
-  r->ibot = dl_ibot_loss(t->out_patch, t->t_patch, t->ibot_w, rows_patch, K1, G * B, c->student_temp,
-                         c->weights.ibot, t->d_out_patch);
   dl_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls, t->mods[1].grads, t->crops.d_cls_all);
-  dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch, t->mods[2].grads, t->crops.d_patch_g);
+  const int m = dl_trainer_ibot_select(t, NULL);
+  DL_ASSERT(m == t->ibot_rows);  // a selection always reaches its upper bound
+  r->ibot = dl_trainer_ibot_loss(t, b, temp);
   // KoLeo on each global crop's backbone CLS, summed over the crops.
   const dl_crop_shape shape = crop_shape(c);
   r->koleo = dl_koleo_global_crops(&shape, D, c->weights.koleo, &t->crops);

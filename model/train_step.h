@@ -10,6 +10,7 @@
 #include <stdbool.h>
 
 #include "model/heads.h"
+#include "model/ibot_masks.h"
 #include "model/losses.h"
 #include "model/optim.h"
 #include "model/step_parts.h"
@@ -29,6 +30,7 @@ typedef struct dl_train_config {
   float center_momentum;           // 0.9
   int sk_iters;                    // 3
   dl_head_config dino_head, ibot_head;       // prototypes mode: the student's heads
+  dl_ibot_select ibot;             // prototypes mode: the patches iBOT scores (zeroed: every patch)
   int teacher_dim;                 // features mode: the adaptors' output width
   dl_adamw_config adamw;
   dl_train_schedules sched;
@@ -41,8 +43,8 @@ typedef struct dl_train_config {
 typedef struct dl_train_batch {
   const float *global_images;  // [G * batch, 3, global_size, global_size]
   const float *local_images;   // [L * batch, 3, local_size, local_size] (NULL when L == 0)
-  const float *teacher_cls;    // prototypes: [G * batch, bottleneck]; features: [G * batch, teacher_dim]
-  const float *teacher_patch;  // [G * batch * P, same width]
+  const float *teacher_cls;    // prototypes: [G * batch, DINO bottleneck]; features: [G * batch, teacher_dim]
+  const float *teacher_patch;  // [G * batch * P, iBOT bottleneck (its own width) or teacher_dim]
 } dl_train_batch;
 
 typedef struct dl_step_report {
@@ -65,6 +67,10 @@ typedef struct dl_trainer {
   float *out_cls, *out_patch, *d_out_cls, *d_out_patch;  // head outputs and gradients
   float *t_cls, *t_patch;                  // teacher targets (probabilities or features)
   float *center[2], *scratch, *ibot_w;    // scratch: 2 * max(K0, K1) + 2 floats
+  int ibot_rows;                           // rows iBOT scores per step: the selection's size, or every patch
+  bool *ibot_masks;                        // [G * B, patches]: this step's selection (selected mode)
+  int *ibot_index;                         // [ibot_rows]: the selected rows of crops.patch_g
+  float *sel_x, *d_sel_x, *sel_t;          // those rows of patch_g, their gradient, the teacher's bottlenecks
 } dl_trainer;
 
 // Shared with the CUDA step (model/cuda/train_step_cuda.h): the checks of
@@ -75,6 +81,10 @@ int dl_train_config_check(const dl_vit *student, const dl_train_config *cfg, con
                           const dl_head *teacher_ibot, dl_err *err);
 void dl_trainer_heads_init(dl_head heads[2], const dl_vit *student, const dl_train_config *cfg,
                            unsigned long long seed);
+// The rows the iBOT head scores per step, global crop patches of `patches`
+// each: in prototypes mode with cfg->ibot.selected, the selection's size
+// (dl_ibot_selected_upper_bound, the same every step), else every patch.
+int dl_trainer_ibot_rows(const dl_train_config *cfg, int patches);
 
 // Heads are created with DINOv2's initialization (seeded); the EMA starts
 // as a copy of every parameter.
@@ -89,5 +99,18 @@ void dl_trainer_free(dl_trainer *t);
 void dl_step_report_start(dl_step_report *r, const dl_step_values *v);
 
 int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *report, dl_err *err);
+
+// The iBOT part of a prototypes step, as dl_trainer_step runs it (the parity
+// test drives it alone with given masks). dl_trainer_ibot_select: this
+// step's selection, drawn for t->step (masks NULL) or taken from masks
+// [G * B, patches] (their count must be t->ibot_rows); returns the rows
+// selected, -1 when the masks' count differs (every patch when not selected).
+// dl_trainer_ibot_loss: the loss on t->crops.patch_g, which (DINOv3's
+// distillation) scores the selected rows only: the iBOT head, the teacher's
+// last layer and Sinkhorn-Knopp on those rows, weight 1 / n for a crop with n
+// of them, divided by every global crop; its gradient goes to the iBOT
+// head's grads and to t->crops.d_patch_g (0 on the rows not selected).
+int dl_trainer_ibot_select(dl_trainer *t, const bool *masks);
+float dl_trainer_ibot_loss(dl_trainer *t, const dl_train_batch *batch, float temp);
 
 #endif

@@ -89,9 +89,7 @@ int dl_recipe_choice(const dl_recipe_ctx *c, const char *key, const yaml_node_t 
                         v->type == YAML_SCALAR_NODE ? scalar(v) : "(not a scalar)");
 }
 
-// A [lo, hi] pair with 0 < lo <= hi <= 1.
-static int get_scale(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, double *lo, double *hi) {
-  double x[2];
+int dl_recipe_pair(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, double x[2]) {
   if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.top - v->data.sequence.items.start != 2)
     return dl_recipe_fail(c, v, "%s: expected [LOW, HIGH]", key);
   for (int i = 0; i < 2; i++) {
@@ -101,6 +99,13 @@ static int get_scale(const dl_recipe_ctx *c, const char *key, const yaml_node_t 
     x[i] = strtod(scalar(e), &end);
     if (end == scalar(e) || *end || !isfinite(x[i])) return dl_recipe_fail(c, e, "%s: '%s' is not a number", key, scalar(e));
   }
+  return 0;
+}
+
+// A [lo, hi] pair with 0 < lo <= hi <= 1.
+static int get_scale(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, double *lo, double *hi) {
+  double x[2];
+  if (dl_recipe_pair(c, key, v, x)) return -1;
   if (!(x[0] > 0 && x[0] <= x[1] && x[1] <= 1)) return dl_recipe_fail(c, v, "%s: need 0 < LOW <= HIGH <= 1", key);
   *lo = x[0], *hi = x[1];
   return 0;

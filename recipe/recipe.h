@@ -31,7 +31,7 @@ typedef struct dl_recipe_model {
 typedef struct dl_recipe_train {
   int prototypes;         // target kind: 0 features, 1 prototypes
   int batch;              // images per step over the whole group
-  long steps;             // total steps, the high-resolution phase included
+  long steps;             // steps of the main phase (the high-resolution phase follows: hires.steps)
   int teacher_dim;        // features: the teacher's width (0: from the first block)
   char teacher_heads[DL_RECIPE_PATH_MAX];  // prototypes: safetensors with dino_head.* / ibot_head.*
   int head_hidden, head_layers;            // the student's DINO/iBOT heads
@@ -42,6 +42,10 @@ typedef struct dl_recipe_train {
   float center_momentum;
   int sk_iters;
   int window;             // blocks requested ahead per rank
+  // iBOT's patches (prototypes): DINOv3's selection or every patch.
+  int ibot_selected;                             // 1 selected (default), 0 all
+  float ibot_mask_probability;                   // share of the global crops with selected patches (0.5)
+  float ibot_mask_ratio_lo, ibot_mask_ratio_hi;  // their ratios, stratified (0.1, 0.5)
 } dl_recipe_train;
 
 // optim: AdamW and its schedules.
@@ -65,9 +69,23 @@ typedef struct dl_recipe_checkpoint {
   int keep;
 } dl_recipe_checkpoint;
 
+// hires: the high-resolution phase, steps [train.steps, train.steps +
+// hires.steps), with its own schedules (student/student_model.h). A key left
+// out is derived by dl_recipe_student_finish from DINOv3's high-resolution
+// adaptation (docs/recipes.md): lr optim.lr / 4, warmup a third of the
+// phase, then constant (min_lr = the scaled peak), EMA momentum 0.999,
+// weight decay optim.weight_decay_end, teacher_temp train.teacher_temp,
+// local crops crops.local_size.
 typedef struct dl_recipe_hires {
-  long steps;  // the last steps of train.steps (0: no high-resolution phase)
-  int size;    // global crop size in that phase (518)
+  long steps;                     // 0: no high-resolution phase
+  int size;                       // global crop size in that phase (518)
+  int local_size;                 // local crop size in that phase (the student's own: not in the stream identity)
+  double lr;                      // peak before optim.lr_scaling, like optim.lr
+  double min_lr;                  // the cosine's final value (not scaled, like optim.min_lr)
+  long warmup;                    // linear warmup from 0 to the peak
+  double weight_decay;            // constant
+  double momentum, momentum_end;  // EMA momentum: cosine from momentum to momentum_end
+  float teacher_temp;             // constant
 } dl_recipe_hires;
 
 typedef struct dl_recipe {

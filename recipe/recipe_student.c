@@ -1,8 +1,10 @@
 // The student's recipe sections: model, train, optim, ema, checkpoint, hires
 // (docs/recipes.md). Defaults are DINOv2's distillation values; a key that is
 // not listed here is refused with FILE:LINE.
+#include <math.h>
 #include <string.h>
 
+#include "model/ibot_masks.h"
 #include "recipe/recipe_util.h"
 
 #define KEY(name) (strcmp(key, name) == 0)
@@ -27,14 +29,17 @@ void dl_recipe_student_defaults(dl_recipe *r) {
       .dino_weight = 1.0f, .ibot_weight = 1.0f, .koleo_weight = 0.1f,
       .feat_cls_weight = 1.0f, .feat_cos_weight = 0.9f, .feat_l1_weight = 0.1f,
       .student_temp = 0.1f, .teacher_temp = 0.07f, .teacher_temp_start = 0.04f, .teacher_temp_warmup = 0,
-      .sinkhorn = 1, .center_momentum = 0.9f, .sk_iters = 3, .window = 8};
+      .sinkhorn = 1, .center_momentum = 0.9f, .sk_iters = 3, .window = 8,
+      .ibot_selected = 1, .ibot_mask_probability = 0.5f, .ibot_mask_ratio_lo = 0.1f, .ibot_mask_ratio_hi = 0.5f};
   r->optim = (dl_recipe_optim){.lr = 1e-3, .min_lr = 1e-6, .warmup_lr = 0.0, .scale_lr = 1, .warmup = 0,
                                .weight_decay = 0.04, .weight_decay_end = 0.2, .layer_decay = 0.9f,
                                .patch_embed_lr_mult = 0.2f, .clip = 3.0f, .beta1 = 0.9f, .beta2 = 0.999f,
                                .eps = 1e-8f, .freeze_last_layer = 0};
   r->ema = (dl_recipe_ema){.momentum = 0.994, .momentum_end = 1.0};
   r->checkpoint = (dl_recipe_checkpoint){.every_steps = 0, .every_minutes = 0, .keep = 3};
-  r->hires = (dl_recipe_hires){.steps = 0, .size = 518};
+  // Negative (or 0 for sizes and the temperature): derived in finish_hires.
+  r->hires = (dl_recipe_hires){.steps = 0, .size = 518, .local_size = 0, .lr = -1, .min_lr = -1, .warmup = -1,
+                               .weight_decay = -1, .momentum = -1, .momentum_end = -1, .teacher_temp = 0};
 }
 
 int dl_recipe_parse_model(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, dl_recipe *r) {
@@ -70,6 +75,35 @@ int dl_recipe_parse_model(const dl_recipe_ctx *c, const char *key, const yaml_no
                               "registers, interp, layerscale, drop_path, seed)", key);
 }
 
+// iBOT's patches: DINOv3's selection (the collate's masks, scored on an
+// unmasked student) or every patch of the global crops.
+static int parse_ibot(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, dl_recipe_train *t) {
+  static const char *const kPatches[] = {"all", "selected", NULL};
+  if (KEY("ibot_patches")) return dl_recipe_choice(c, "train.ibot_patches", v, kPatches, &t->ibot_selected);
+  if (KEY("ibot_mask_probability"))
+    return dl_recipe_float(c, "train.ibot_mask_probability", v, 0, 1, &t->ibot_mask_probability);
+  double x[2];
+  if (dl_recipe_pair(c, "train.ibot_mask_ratio", v, x)) return -1;
+  if (!(x[0] >= 0 && x[0] <= x[1] && x[1] <= 1))
+    return dl_recipe_fail(c, v, "train.ibot_mask_ratio: need 0 <= LOW <= HIGH <= 1");
+  t->ibot_mask_ratio_lo = (float)x[0], t->ibot_mask_ratio_hi = (float)x[1];
+  return 0;
+}
+
+// A selection that picks no patch even with the whole batch on one rank
+// (the trainer checks each rank's share).
+static int finish_ibot(const dl_recipe_ctx *c, const dl_recipe *r) {
+  const dl_recipe_train *t = &r->train;
+  if (!t->prototypes || !t->ibot_selected || t->ibot_weight == 0.0f) return 0;
+  const int grid = r->crops.global_size / r->model.patch;
+  if (dl_ibot_selected_upper_bound(r->crops.global_count * t->batch, grid * grid, t->ibot_mask_probability,
+                                   t->ibot_mask_ratio_lo, t->ibot_mask_ratio_hi) > 0)
+    return 0;
+  return dl_fail(c->err, "%s: train.ibot_mask_probability %g and ibot_mask_ratio [%g, %g] select no patch "
+                         "(raise them, or set train.ibot_weight to 0)", c->name, t->ibot_mask_probability,
+                 t->ibot_mask_ratio_lo, t->ibot_mask_ratio_hi);
+}
+
 int dl_recipe_parse_train(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, dl_recipe *r) {
   dl_recipe_train *t = &r->train;
   static const char *const kTargets[] = {"features", "prototypes", NULL};
@@ -97,10 +131,12 @@ int dl_recipe_parse_train(const dl_recipe_ctx *c, const char *key, const yaml_no
   if (KEY("center_momentum")) return dl_recipe_float(c, "train.center_momentum", v, 0, 1, &t->center_momentum);
   if (KEY("sk_iters")) return dl_recipe_int32(c, "train.sk_iters", v, 1, 100, &t->sk_iters);
   if (KEY("window")) return dl_recipe_int32(c, "train.window", v, 1, 1024, &t->window);
+  if (KEY("ibot_patches") || KEY("ibot_mask_probability") || KEY("ibot_mask_ratio")) return parse_ibot(c, key, v, t);
   return dl_recipe_fail(c, v, "unknown key '%s' in section train (targets, batch, steps, teacher_dim, teacher_heads, "
                               "head_hidden, head_layers, dino_weight, ibot_weight, koleo_weight, feat_cls_weight, "
                               "feat_cos_weight, feat_l1_weight, student_temp, teacher_temp, teacher_temp_start, "
-                              "teacher_temp_warmup, centering, center_momentum, sk_iters, window)", key);
+                              "teacher_temp_warmup, centering, center_momentum, sk_iters, window, ibot_patches, "
+                              "ibot_mask_probability, ibot_mask_ratio)", key);
 }
 
 int dl_recipe_parse_optim(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, dl_recipe *r) {
@@ -142,9 +178,45 @@ int dl_recipe_parse_checkpoint(const dl_recipe_ctx *c, const char *key, const ya
 }
 
 int dl_recipe_parse_hires(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, dl_recipe *r) {
-  if (KEY("steps")) return dl_recipe_int(c, "hires.steps", v, 0, 1L << 40, &r->hires.steps);
-  if (KEY("size")) return dl_recipe_int32(c, "hires.size", v, 8, 4096, &r->hires.size);
-  return dl_recipe_fail(c, v, "unknown key '%s' in section hires (steps, size)", key);
+  dl_recipe_hires *h = &r->hires;
+  if (KEY("steps")) return dl_recipe_int(c, "hires.steps", v, 0, 1L << 40, &h->steps);
+  if (KEY("size")) return dl_recipe_int32(c, "hires.size", v, 8, 4096, &h->size);
+  if (KEY("local_size")) return dl_recipe_int32(c, "hires.local_size", v, 8, 2048, &h->local_size);
+  if (KEY("lr")) return dl_recipe_double(c, "hires.lr", v, 0, 10, &h->lr);
+  if (KEY("min_lr")) return dl_recipe_double(c, "hires.min_lr", v, 0, 10, &h->min_lr);
+  if (KEY("warmup")) return dl_recipe_int(c, "hires.warmup", v, 0, 1L << 40, &h->warmup);
+  if (KEY("weight_decay")) return dl_recipe_double(c, "hires.weight_decay", v, 0, 10, &h->weight_decay);
+  if (KEY("momentum")) return dl_recipe_double(c, "hires.momentum", v, 0, 1, &h->momentum);
+  if (KEY("momentum_end")) return dl_recipe_double(c, "hires.momentum_end", v, 0, 1, &h->momentum_end);
+  if (KEY("teacher_temp")) return dl_recipe_float(c, "hires.teacher_temp", v, 1e-4, 10, &h->teacher_temp);
+  return dl_recipe_fail(c, v, "unknown key '%s' in section hires (steps, size, local_size, lr, min_lr, warmup, "
+                              "weight_decay, momentum, momentum_end, teacher_temp)", key);
+}
+
+// The high-resolution phase's keys left out, from DINOv3's high-resolution
+// adaptation (dinov3/configs/train/dinov3_vit7b16_high_res_adapt.yaml; the
+// sources are listed in docs/recipes.md), then its cross-key checks.
+static int finish_hires(const dl_recipe_ctx *c, dl_recipe *r) {
+  dl_recipe_hires *h = &r->hires;
+  const double scale = r->optim.scale_lr ? sqrt(r->train.batch / 1024.0) : 1.0;
+  if (h->local_size <= 0) h->local_size = r->crops.local_size;
+  if (h->lr < 0) h->lr = r->optim.lr / 4.0;          // 1.25e-5 after a 5e-5 pretraining
+  if (h->min_lr < 0) h->min_lr = h->lr * scale;      // the peak held to the end
+  if (h->warmup < 0) h->warmup = h->steps / 3;       // 10 of its 30 epochs
+  if (h->weight_decay < 0) h->weight_decay = r->optim.weight_decay_end;  // the main phase's last value
+  if (h->momentum < 0) h->momentum = 0.999;          // constant 0.999
+  if (h->momentum_end < 0) h->momentum_end = h->momentum;
+  if (h->teacher_temp <= 0.0f) h->teacher_temp = r->train.teacher_temp;  // 0.07, its main value
+  if (!h->steps) return 0;
+  const int patch = r->model.patch;
+  if (h->size % patch)
+    return dl_fail(c->err, "%s: hires.size %d is not a multiple of model.patch %d", c->name, h->size, patch);
+  if (r->crops.local_count && h->local_size % patch)
+    return dl_fail(c->err, "%s: hires.local_size %d is not a multiple of model.patch %d", c->name, h->local_size,
+                   patch);
+  if (h->warmup > h->steps)
+    return dl_fail(c->err, "%s: hires.warmup %ld exceeds hires.steps %ld", c->name, h->warmup, h->steps);
+  return 0;
 }
 
 int dl_recipe_student_finish(const dl_recipe_ctx *c, dl_recipe *r) {
@@ -171,11 +243,8 @@ int dl_recipe_student_finish(const dl_recipe_ctx *c, dl_recipe *r) {
                    r->block_size);
   if (r->train.prototypes && !r->train.teacher_heads[0])
     return dl_fail(c->err, "%s: train.targets prototypes needs train.teacher_heads (the teacher's DINO and iBOT heads)", c->name);
-  if (r->hires.steps > r->train.steps)
-    return dl_fail(c->err, "%s: hires.steps %ld exceeds train.steps %ld", c->name, r->hires.steps, r->train.steps);
-  if (r->hires.steps && r->hires.size % m->patch)
-    return dl_fail(c->err, "%s: hires.size %d is not a multiple of model.patch %d", c->name, r->hires.size, m->patch);
+  if (finish_ibot(c, r)) return -1;
   if (r->optim.warmup > r->train.steps || r->train.teacher_temp_warmup > r->train.steps)
     return dl_fail(c->err, "%s: optim.warmup and train.teacher_temp_warmup must not exceed train.steps", c->name);
-  return 0;
+  return finish_hires(c, r);
 }

@@ -33,6 +33,8 @@ int dl_recipe_float(const dl_recipe_ctx *c, const char *key, const yaml_node_t *
                     float *out);
 int dl_recipe_bool(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, bool *out);
 int dl_recipe_string(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, char *out, size_t cap);
+// A [LOW, HIGH] pair of numbers (the caller checks their range).
+int dl_recipe_pair(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, double out[2]);
 // One of `choices` (NULL-terminated); *out is its index.
 int dl_recipe_choice(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, const char *const *choices,
                      int *out);

@@ -7,6 +7,10 @@
 static void resize_pos(float *dst, const float *src, const dl_vit_config *from, int grid, int clamp) {
   const int D = from->dim;
   memcpy(dst, src, (size_t)D * sizeof(float));  // the class position
+  if (grid == from->pos_grid) {  // a phase at the same size: the table as it is, as the official forward uses it
+    memcpy(dst + D, src + D, (size_t)grid * grid * D * sizeof(float));
+    return;
+  }
   dl_pos_embed_resize(dst + D, src + D, from->pos_grid, D, grid, grid, from->interp);
   if (clamp)
     for (size_t i = D; i < (size_t)(1 + grid * grid) * D; i++)
@@ -27,15 +31,14 @@ static void copy_heads_state(const dl_trainer *t, dl_trainer *out) {
     memcpy(out->center[k], t->center[k], (size_t)dl_head_out_dim(&t->heads[k], DL_HEAD_FULL) * sizeof(float));
 }
 
-int dl_hires_switch(const dl_trainer *t, int new_size, dl_vit *out_vit, dl_trainer *out, dl_err *err) {
+int dl_hires_switch(const dl_trainer *t, const dl_train_config *tc, dl_vit *out_vit, dl_trainer *out, dl_err *err) {
   const dl_vit *s = t->student;
+  const int new_size = tc->global_size;
   if (new_size % s->cfg.patch) return dl_fail(err, "hires: size %d is not a multiple of the patch %d", new_size, s->cfg.patch);
   dl_vit_config cfg = s->cfg;
   cfg.pos_grid = new_size / s->cfg.patch;
   dl_vit_init_empty(out_vit, &cfg);
-  dl_train_config tc = t->cfg;
-  tc.global_size = new_size;
-  if (dl_trainer_init(out, out_vit, &tc, t->teacher_last[0], t->teacher_last[1], 0, err)) {
+  if (dl_trainer_init(out, out_vit, tc, t->teacher_last[0], t->teacher_last[1], 0, err)) {
     dl_vit_free(out_vit);
     return -1;
   }

@@ -1,4 +1,4 @@
-// The high-resolution phase (DESIGN.md section 6): the stored position
+// The switch to the high-resolution phase (DESIGN.md section 6): the stored position
 // table is resized to the new patch grid with the model's official mode
 // (legacy bicubic a = -0.75 with scale_factor (g + 0.1) / M for models
 // without registers, antialiased bicubic for register models; see
@@ -12,9 +12,10 @@
 
 #include "model/train_step.h"
 
-// Builds `out_vit` (pos grid new_size / patch) and `out` (global crops at
-// new_size) from `t`, carrying the whole optimizer state and step over.
-// `t` and its student are left untouched (the caller frees them).
-int dl_hires_switch(const dl_trainer *t, int new_size, dl_vit *out_vit, dl_trainer *out, dl_err *err);
+// Builds `out_vit` (pos grid tc->global_size / patch) and `out` (trained
+// with `tc`: the phase's crop sizes and schedules, student_model.h's
+// dl_student_hires_config) from `t`, carrying the whole optimizer state and
+// step over. `t` and its student are left untouched (the caller frees them).
+int dl_hires_switch(const dl_trainer *t, const dl_train_config *tc, dl_vit *out_vit, dl_trainer *out, dl_err *err);
 
 #endif

@@ -66,6 +66,13 @@ void dl_student_log_event(dl_student_log *l, const char *event, long step, const
   if (!l->quiet) fprintf(stderr, "%sstudent event=%s step=%ld %s\n", l->tty ? "\n" : "", event, step, detail);
 }
 
+void dl_student_log_event_value(dl_student_log *l, const char *event, long step, const char *key, double value,
+                                const char *detail) {
+  fprintf(l->jsonl, "{\"event\":\"%s\",\"step\":%ld,\"%s\":%.9g}\n", event, step, key, value);
+  fflush(l->jsonl);
+  if (!l->quiet) fprintf(stderr, "%sstudent event=%s step=%ld %s\n", l->tty ? "\n" : "", event, step, detail);
+}
+
 void dl_student_log_close(dl_student_log *l) {
   if (l->jsonl) fclose(l->jsonl);
   if (l->tty && !l->quiet) fputc('\n', stderr);

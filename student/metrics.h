@@ -29,6 +29,10 @@ void dl_student_log_step(dl_student_log *l, long step, int resolution, const dl_
                          int images, double wait_s, double held_s);
 // An event line in the JSON file and on stderr ("checkpoint", "resume", "hires").
 void dl_student_log_event(dl_student_log *l, const char *event, long step, const char *detail);
+// The same with one number in the JSON line as "key":value ("export" and
+// "stop" carry ema_hires_share).
+void dl_student_log_event_value(dl_student_log *l, const char *event, long step, const char *key, double value,
+                                const char *detail);
 void dl_student_log_close(dl_student_log *l);
 
 #endif

@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-void dl_step_batch_init(dl_step_batch *b, const dl_train_config *cfg, int patches, int target_dim) {
+void dl_step_batch_init(dl_step_batch *b, const dl_train_config *cfg, int patches, int cls_dim, int patch_dim) {
   memset(b, 0, sizeof *b);
   b->batch = cfg->batch;
   b->global_crops = cfg->global_crops;
@@ -11,15 +11,16 @@ void dl_step_batch_init(dl_step_batch *b, const dl_train_config *cfg, int patche
   b->global_size = cfg->global_size;
   b->local_size = cfg->local_size;
   b->patches = patches;
-  b->target_dim = target_dim;
+  b->cls_dim = cls_dim;
+  b->patch_dim = patch_dim;
   b->prototypes = cfg->mode == DL_TRAIN_PROTOTYPES;
   const size_t gb = (size_t)b->global_crops * b->batch;
   b->global_images = dl_aligned_alloc(gb * 3 * b->global_size * b->global_size * sizeof(float));
   if (b->local_crops)
     b->local_images =
         dl_aligned_alloc((size_t)b->local_crops * b->batch * 3 * b->local_size * b->local_size * sizeof(float));
-  b->teacher_cls = dl_aligned_alloc(gb * target_dim * sizeof(float));
-  b->teacher_patch = dl_aligned_alloc(gb * patches * target_dim * sizeof(float));
+  b->teacher_cls = dl_aligned_alloc(gb * cls_dim * sizeof(float));
+  b->teacher_patch = dl_aligned_alloc(gb * patches * patch_dim * sizeof(float));
 }
 
 void dl_step_batch_free(dl_step_batch *b) {
@@ -41,7 +42,8 @@ static int check_tensor(const dl_target_block *tb, const char *name, size_t rows
 }
 
 int dl_step_batch_put(dl_step_batch *b, int j, const dl_block *blk, const dl_target_block *tb, dl_err *err) {
-  const int G = b->global_crops, L = b->local_crops, bs = blk->num_samples, P = b->patches, D = b->target_dim;
+  const int G = b->global_crops, L = b->local_crops, bs = blk->num_samples, P = b->patches;
+  const int Dc = b->cls_dim, Dp = b->patch_dim;
   if ((int64_t)tb->block != blk->block || tb->resolution != (uint32_t)b->global_size ||
       tb->num_samples != (uint32_t)bs)
     return dl_fail(err, "teacher block %llu at %u px with %u samples, expected block %lld at %d px with %d",
@@ -51,7 +53,7 @@ int dl_step_batch_put(dl_step_batch *b, int j, const dl_block *blk, const dl_tar
   // prototypes sends them as "cls"/"patch".
   const bool proto = b->prototypes && dl_target_block_find(tb, "cls_proto");
   const char *cls_name = proto ? "cls_proto" : "cls", *patch_name = proto ? "patch_proto" : "patch";
-  if (check_tensor(tb, cls_name, (size_t)bs * G, D, err) || check_tensor(tb, patch_name, (size_t)bs * G * P, D, err))
+  if (check_tensor(tb, cls_name, (size_t)bs * G, Dc, err) || check_tensor(tb, patch_name, (size_t)bs * G * P, Dp, err))
     return -1;
   const float *cls = dl_target_block_find(tb, cls_name)->data, *patch = dl_target_block_find(tb, patch_name)->data;
   const size_t gpix = (size_t)3 * b->global_size * b->global_size, lpix = (size_t)3 * b->local_size * b->local_size;
@@ -60,8 +62,8 @@ int dl_step_batch_put(dl_step_batch *b, int j, const dl_block *blk, const dl_tar
     for (int c = 0; c < G; c++) {
       const size_t row = (size_t)c * b->batch + i, src = (size_t)s * G + c;
       memcpy(b->global_images + row * gpix, blk->global_crops + src * gpix, gpix * sizeof(float));
-      memcpy(b->teacher_cls + row * D, cls + src * D, (size_t)D * sizeof(float));
-      memcpy(b->teacher_patch + row * P * D, patch + src * P * D, (size_t)P * D * sizeof(float));
+      memcpy(b->teacher_cls + row * Dc, cls + src * Dc, (size_t)Dc * sizeof(float));
+      memcpy(b->teacher_patch + row * P * Dp, patch + src * P * Dp, (size_t)P * Dp * sizeof(float));
     }
     for (int c = 0; c < L; c++)
       memcpy(b->local_images + ((size_t)c * b->batch + i) * lpix, blk->local_crops + ((size_t)s * L + c) * lpix,

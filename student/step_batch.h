@@ -5,7 +5,9 @@
 //
 // Targets arrive sample-major within a block, as the teacher computes them
 // over the block's global crops in dl_block order: "cls" row s * G + c,
-// "patch" rows (s * G + c) * P + p.
+// "patch" rows (s * G + c) * P + p. The two have their own widths: in
+// prototypes mode the DINO and the iBOT head's bottlenecks (ViT-g/14: 384
+// and 256), in features mode the teacher's width twice.
 #ifndef DISTILL_STUDENT_STEP_BATCH_H
 #define DISTILL_STUDENT_STEP_BATCH_H
 
@@ -16,12 +18,13 @@
 #include "transport/target_block.h"
 
 typedef struct dl_step_batch {
-  int batch, global_crops, local_crops, global_size, local_size, patches, target_dim;
+  int batch, global_crops, local_crops, global_size, local_size, patches;
+  int cls_dim, patch_dim;  // widths of the teacher's "cls" and "patch" rows
   bool prototypes;  // targets are head bottlenecks (cfg->mode), not features
   float *global_images, *local_images, *teacher_cls, *teacher_patch;
 } dl_step_batch;
 
-void dl_step_batch_init(dl_step_batch *b, const dl_train_config *cfg, int patches, int target_dim);
+void dl_step_batch_init(dl_step_batch *b, const dl_train_config *cfg, int patches, int cls_dim, int patch_dim);
 void dl_step_batch_free(dl_step_batch *b);
 
 // Checks that target block `tb` fits (ids, resolution, tensor shapes) and

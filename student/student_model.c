@@ -102,6 +102,9 @@ void dl_student_train_config(const dl_recipe *r, int world, int global_size, con
   cfg->sinkhorn = t->sinkhorn != 0;
   cfg->center_momentum = t->center_momentum;
   cfg->sk_iters = t->sk_iters;
+  // iBOT's patches, drawn from the data seed (the rank is the caller's).
+  cfg->ibot = (dl_ibot_select){.selected = t->ibot_selected != 0, .probability = t->ibot_mask_probability,
+                               .ratio_lo = t->ibot_mask_ratio_lo, .ratio_hi = t->ibot_mask_ratio_hi, .seed = r->seed};
   if (teacher_heads) {
     for (int k = 0; k < 2; k++) {
       dl_head_config *h = k ? &cfg->ibot_head : &cfg->dino_head;
@@ -118,13 +121,52 @@ void dl_student_train_config(const dl_recipe *r, int world, int global_size, con
   cfg->adamw.layer_decay = o->layer_decay;
   cfg->adamw.patch_embed_lr_mult = o->patch_embed_lr_mult;
   cfg->adamw.clip = o->clip;
-  // DINOv2: lr = base_lr * sqrt(batch_size_total / 1024).
-  const double lr = o->lr * (o->scale_lr ? sqrt(t->batch / 1024.0) : 1.0);
+  dl_student_main_schedules(r, &cfg->sched);
+}
+
+long dl_student_total_steps(const dl_recipe *r) { return r->train.steps + r->hires.steps; }
+
+// DINOv2: lr = base_lr * sqrt(batch_size_total / 1024).
+static double lr_scale(const dl_recipe *r) { return r->optim.scale_lr ? sqrt(r->train.batch / 1024.0) : 1.0; }
+
+void dl_student_main_schedules(const dl_recipe *r, dl_train_schedules *s) {
+  const dl_recipe_train *t = &r->train;
+  const dl_recipe_optim *o = &r->optim;
   const long steps = t->steps;
-  cfg->sched.lr = cosine(lr, o->min_lr, steps, o->warmup, o->warmup_lr);
-  cfg->sched.last_layer_lr = cfg->sched.lr;
-  cfg->sched.last_layer_lr.zero_until = o->freeze_last_layer;
-  cfg->sched.wd = cosine(o->weight_decay, o->weight_decay_end, steps, 0, 0);
-  cfg->sched.momentum = cosine(r->ema.momentum, r->ema.momentum_end, steps, 0, 0);
-  cfg->sched.teacher_temp = cosine(t->teacher_temp, t->teacher_temp, steps, t->teacher_temp_warmup, t->teacher_temp_start);
+  s->lr = cosine(o->lr * lr_scale(r), o->min_lr, steps, o->warmup, o->warmup_lr);
+  s->last_layer_lr = s->lr;
+  s->last_layer_lr.zero_until = o->freeze_last_layer;
+  s->wd = cosine(o->weight_decay, o->weight_decay_end, steps, 0, 0);
+  s->momentum = cosine(r->ema.momentum, r->ema.momentum_end, steps, 0, 0);
+  s->teacher_temp = cosine(t->teacher_temp, t->teacher_temp, steps, t->teacher_temp_warmup, t->teacher_temp_start);
+}
+
+void dl_student_hires_schedules(const dl_recipe *r, dl_train_schedules *s) {
+  const dl_recipe_hires *h = &r->hires;
+  const long start = r->train.steps, end = dl_student_total_steps(r);
+  // `freeze` starts each schedule at the phase's first step (0 before it,
+  // where the main phase's schedules apply instead).
+  s->lr = cosine(h->lr * lr_scale(r), h->min_lr, end, h->warmup, 0.0);
+  s->wd = cosine(h->weight_decay, h->weight_decay, end, 0, 0);
+  s->momentum = cosine(h->momentum, h->momentum_end, end, 0, 0);
+  s->teacher_temp = cosine(h->teacher_temp, h->teacher_temp, end, 0, 0);
+  s->lr.freeze = s->wd.freeze = s->momentum.freeze = s->teacher_temp.freeze = start;
+  s->last_layer_lr = s->lr;  // the last layer was frozen at most at the start of the main phase
+}
+
+void dl_student_hires_config(const dl_recipe *r, dl_train_config *cfg) {
+  cfg->global_size = r->hires.size;
+  cfg->local_size = r->hires.local_size;
+  dl_student_hires_schedules(r, &cfg->sched);
+}
+
+double dl_student_ema_hires_share(const dl_recipe *r, long steps_done) {
+  dl_train_schedules s;
+  dl_student_hires_schedules(r, &s);
+  const long end = steps_done < dl_student_total_steps(r) ? steps_done : dl_student_total_steps(r);
+  // The EMA after a step is m * EMA + (1 - m) * weights (model/optim.c): the
+  // EMA as the main phase left it keeps the product of the phase's momenta.
+  double log_kept = 0.0;
+  for (long step = r->train.steps; step < end; step++) log_kept += log(dl_schedule_at(&s.momentum, step));
+  return -expm1(log_kept);
 }

@@ -33,6 +33,7 @@ typedef struct run_state {
   bool have_trainer;
   void *backend;  // o->backend's state (NULL: the CPU steps)
   int global_size, blocks_per_rank;
+  bool hires;      // the trainer has the high-resolution phase's configuration (student_model.h)
   long phase_end;  // the step at which the current client and loader stop
   dl_student_client *client;
   dl_loader *loader;
@@ -83,29 +84,34 @@ static void stop_stream(run_state *s) {
   s->client = NULL;
 }
 
-static int target_dim(const run_state *s) {
-  return s->r->train.prototypes ? s->teacher_heads[0].cfg.out_dim : s->r->train.teacher_dim;
+// Width of the teacher's "cls" (head 0) or "patch" (head 1) rows: the DINO or
+// the iBOT head's bottleneck (they may differ), or the teacher's features.
+static int target_dim(const run_state *s, int head) {
+  return s->r->train.prototypes ? s->teacher_heads[head].cfg.out_dim : s->r->train.teacher_dim;
 }
 
 // The family's whole plan, sent to the teachers in every HELLO so that they
 // know which blocks it will still need and at which resolution: the main
-// phase at crops.global_size, then the high-resolution phase, if any.
+// phase (train.steps) at crops.global_size, then the high-resolution phase
+// (hires.steps more), if any.
 static int family_plan(const run_state *s, dl_plan_phase *plan) {
   const dl_recipe *r = s->r;
-  const long hires_start = r->hires.steps ? r->train.steps - r->hires.steps : r->train.steps;
   int n = 0;
-  if (hires_start > 0)
-    plan[n++] = (dl_plan_phase){0, group_blocks(s, hires_start), (uint32_t)r->crops.global_size};
+  plan[n++] = (dl_plan_phase){0, group_blocks(s, r->train.steps), (uint32_t)r->crops.global_size};
   if (r->hires.steps)
-    plan[n++] = (dl_plan_phase){group_blocks(s, hires_start), group_blocks(s, r->train.steps), (uint32_t)r->hires.size};
+    plan[n++] = (dl_plan_phase){group_blocks(s, r->train.steps), group_blocks(s, dl_student_total_steps(r)),
+                                (uint32_t)r->hires.size};
   return n;
 }
 
-// The client and loader for steps [t.step, phase_end) at the current size.
+// The client and loader for steps [t.step, phase_end) at the current sizes.
 static int start_stream(run_state *s, dl_err *err) {
   const dl_recipe *r = s->r;
-  const long hires_start = r->train.steps - r->hires.steps;
-  s->phase_end = r->hires.steps && s->t.step < hires_start ? hires_start : r->train.steps;
+  s->phase_end = s->hires ? dl_student_total_steps(r) : r->train.steps;
+  // The local crops at the phase's size: the student's own, so the stream
+  // identity sent to the teachers stays the recipe's (global crops do not
+  // depend on the local size, data/augment.h).
+  s->stream.crops.local_size = s->t.cfg.local_size;
   const uint64_t start_index = (uint64_t)s->t.step * (uint64_t)s->blocks_per_rank;
   dl_student_config cfg;
   dl_student_config_defaults(&cfg);
@@ -143,7 +149,7 @@ static int start_stream(run_state *s, dl_err *err) {
   s->loader = dl_loader_start(&s->stream, (int64_t)(s->o->rank + start_index * (uint64_t)s->o->world), s->o->world,
                               count, s->global_size, r->loader_threads, 2 * s->blocks_per_rank + 2);
   dl_step_batch_free(&s->batch);
-  dl_step_batch_init(&s->batch, &s->t.cfg, s->t.patches, target_dim(s));
+  dl_step_batch_init(&s->batch, &s->t.cfg, s->t.patches, target_dim(s, 0), target_dim(s, 1));
   return 0;
 }
 
@@ -165,8 +171,10 @@ static int init_trainer(run_state *s, unsigned long long seed, dl_err *err) {
   dl_train_config cfg;
   dl_student_train_config(s->r, s->o->world, s->global_size, s->have_heads ? s->teacher_heads : NULL, s->vit.cfg.dim,
                           &cfg);
+  if (s->hires) dl_student_hires_config(s->r, &cfg);
   cfg.reduce = s->o->reduce;
   cfg.world = s->o->world;
+  cfg.ibot.rank = s->o->rank;  // each rank selects iBOT patches for its own crops
   if (dl_trainer_init(&s->t, &s->vit, &cfg, &s->teacher_heads[0], &s->teacher_heads[1], seed, err)) return -1;
   s->have_trainer = true;
   return 0;
@@ -198,6 +206,9 @@ static int resume(run_state *s, const char *spec, dl_err *err) {
       } else {
         dl_vit_init_empty(&s->vit, &in->vit);
         s->global_size = in->global_size;
+        // A checkpoint at train.steps may be from before the switch or after
+        // it: its crop size tells (with equal sizes both are the same state).
+        s->hires = s->r->hires.steps && in->step >= s->r->train.steps && in->global_size == s->r->hires.size;
         if (init_trainer(s, s->r->model.seed, err) == 0 && dl_checkpoint_restore(&ck, &s->t, err) == 0) {
           rc = 1;
           snprintf(s->resumed_from, sizeof s->resumed_from, "%s", paths[i]);
@@ -292,9 +303,12 @@ static int switch_to_hires(run_state *s, dl_err *err) {
   stop_backend(s);
   dl_vit vit;
   dl_trainer t;
-  if (dl_hires_switch(&s->t, s->r->hires.size, &vit, &t, err)) return -1;
+  dl_train_config cfg = s->t.cfg;
+  dl_student_hires_config(s->r, &cfg);
+  if (dl_hires_switch(&s->t, &cfg, &vit, &t, err)) return -1;
   dl_trainer_free(&s->t);
   dl_vit_free(&s->vit);
+  dl_transport_release_free_memory();  // the main phase's freed buffers, not reused by the larger phase
   s->vit = vit;
   // The trainer points into itself (module layouts) and at its student:
   // re-aim those pointers after the move.
@@ -303,9 +317,11 @@ static int switch_to_hires(run_state *s, dl_err *err) {
   s->t.mods[0].layout = &s->vit.layout;
   for (int k = 0; k < 2; k++) s->t.mods[k + 1].layout = &s->t.heads[k].layout;
   s->global_size = s->r->hires.size;
+  s->hires = true;
   if (start_backend(s, err)) return -1;
-  char detail[64];
-  snprintf(detail, sizeof detail, "global_size=%d pos_grid=%d", s->global_size, s->vit.cfg.pos_grid);
+  char detail[96];
+  snprintf(detail, sizeof detail, "global_size=%d pos_grid=%d local_size=%d", s->global_size, s->vit.cfg.pos_grid,
+           s->t.cfg.local_size);
   dl_student_log_event(&s->log, "hires", s->t.step, detail);
   return 0;
 }
@@ -334,7 +350,7 @@ static void publish(run_state *s, const dl_step_report *r, double images_per_s) 
   snprintf(labels, sizeof labels, "group=\"%s\",rank=\"%d\"", s->o->group, s->o->rank);
   const struct { const char *name, *type, *term; double value; } rows[] = {
       {"distill_student_step", "gauge", NULL, (double)s->t.step},
-      {"distill_student_steps_total_planned", "gauge", NULL, (double)s->r->train.steps},
+      {"distill_student_steps_total_planned", "gauge", NULL, (double)dl_student_total_steps(s->r)},
       {"distill_student_resolution", "gauge", NULL, (double)s->global_size},
       {"distill_student_loss", "gauge", "total", r->total},
       {"distill_student_loss", "gauge", "dino", r->dino},
@@ -410,29 +426,43 @@ static int train_step(run_state *s, dl_err *err) {
 
 static bool checkpoint_due(const run_state *s) {
   const dl_recipe_checkpoint *c = &s->r->checkpoint;
-  if (s->t.step >= s->r->train.steps) return true;
+  if (s->t.step >= dl_student_total_steps(s->r)) return true;
   if (c->every_steps > 0 && s->t.step % c->every_steps == 0) return true;
   return c->every_minutes > 0 && dl_now_seconds() - s->last_ckpt_time >= c->every_minutes * 60.0;
 }
 
+// The event that ends a run (the last export, or a stop by signal) carries
+// the share of the EMA that comes from high-resolution steps, from the
+// schedules (dl_student_ema_hires_share).
+static void log_ema_share(run_state *s, const char *event, const char *what) {
+  const double share = dl_student_ema_hires_share(s->r, s->t.step);
+  char detail[DL_CKPT_PATH_MAX + 160];
+  if (strcmp(event, "export") == 0)
+    snprintf(detail, sizeof detail, "%s/student-ema-%010ld.safetensors: %.4g %% of the EMA comes from the %ld "
+             "high-resolution steps", s->ckpt_dir, s->t.step, 100.0 * share, s->r->hires.steps);
+  else
+    snprintf(detail, sizeof detail, "%s; %.4g %% of the EMA so far from high-resolution steps", what, 100.0 * share);
+  dl_student_log_event_value(&s->log, event, s->t.step, "ema_hires_share", share, detail);
+}
+
 static int train(run_state *s, dl_err *err) {
   const dl_recipe *r = s->r;
-  const long hires_start = r->train.steps - r->hires.steps;
-  while (s->t.step < r->train.steps) {
-    if (r->hires.steps && s->t.step >= hires_start && s->global_size != r->hires.size && switch_to_hires(s, err))
-      return -1;
+  const long total = dl_student_total_steps(r);
+  while (s->t.step < total) {
+    if (r->hires.steps && s->t.step >= r->train.steps && !s->hires && switch_to_hires(s, err)) return -1;
     if (!s->client && start_stream(s, err)) return -1;
     int rc = train_step(s, err);
     if (rc < 0) return -1;
     float stop = *s->o->stop ? 1.0f : 0.0f;
     if (s->o->world > 1) dl_reduce_all(&s->o->reduce, &stop, 1, DL_REDUCE_MAX);
     if (rc == 0 || stop > 0.0f) {
-      dl_student_log_event(&s->log, "stop", s->t.step, "signal: checkpoint and leave");
+      log_ema_share(s, "stop", "signal: checkpoint and leave");
       return write_checkpoint(s, err);
     }
     if (checkpoint_due(s) && write_checkpoint(s, err)) return -1;
     if (s->t.step == s->phase_end) stop_stream(s);
   }
+  if (s->o->rank == 0) log_ema_share(s, "export", NULL);
   return 0;
 }
 
@@ -447,7 +477,7 @@ int dl_student_run(const dl_student_options *o, dl_err *err) {
                                                           o->metrics_port, err)))
     return 2;
   if (make_dir(o->out_dir, err) == 0 &&
-      dl_student_log_open(&s.log, o->out_dir, o->rank, o->recipe->train.steps, 0, o->quiet || o->rank > 0, err) == 0 && setup(&s, err) == 0) {
+      dl_student_log_open(&s.log, o->out_dir, o->rank, dl_student_total_steps(o->recipe), 0, o->quiet || o->rank > 0, err) == 0 && setup(&s, err) == 0) {
     s.log.step_start = s.t.step;
     // A backend that cannot take this student (e.g. the CUDA attention's
     // head dimension) is bad input, like a bad recipe.

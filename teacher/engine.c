@@ -36,8 +36,10 @@ struct dl_teacher_engine {
   void *backend;  // cfg.backend's state (NULL: the CPU forward)
 };
 
-int dl_teacher_engine_target_dim(const dl_teacher_engine_config *cfg) {
-  return cfg->kind == 1 ? dl_head_out_dim(cfg->dino, DL_HEAD_BOTTLENECK) : cfg->vit->cfg.dim;
+void dl_teacher_engine_target_dims(const dl_teacher_engine_config *cfg, int dims[2]) {
+  const bool heads = cfg->kind == 1;
+  dims[0] = heads ? dl_head_out_dim(cfg->dino, DL_HEAD_BOTTLENECK) : cfg->vit->cfg.dim;
+  dims[1] = heads ? dl_head_out_dim(cfg->ibot, DL_HEAD_BOTTLENECK) : cfg->vit->cfg.dim;
 }
 
 static int count_state(const dl_teacher_engine *e, job_state s) {
@@ -166,10 +168,12 @@ static int fill_targets(dl_teacher_engine *e, job *j, int at, int res, dl_err *e
   t->first_sample = j->block * (uint64_t)e->cfg.stream.block_size;
   t->num_samples = (uint32_t)j->input.num_samples;
   const float *scls = e->stage_cls + (size_t)at * D, *spatch = e->stage_patch + (size_t)at * P * D;
-  const uint32_t B = e->cfg.kind == 0 ? 0 : (uint32_t)dl_head_out_dim(e->cfg.dino, DL_HEAD_BOTTLENECK);
+  // Each head has its own bottleneck width (ViT-g/14: DINO 384, iBOT 256).
+  const uint32_t B0 = e->cfg.kind == 0 ? 0 : (uint32_t)dl_head_out_dim(e->cfg.dino, DL_HEAD_BOTTLENECK);
+  const uint32_t B1 = e->cfg.kind == 0 ? 0 : (uint32_t)dl_head_out_dim(e->cfg.ibot, DL_HEAD_BOTTLENECK);
   // Every tensor in one buffer, in payload order: with codec f32 the teacher
   // sends it without another copy (dl_encode_block_take).
-  size_t floats = (e->cfg.kind != 1 ? (size_t)m * (P + 1) * D : 0) + (size_t)m * (P + 1) * B;
+  size_t floats = (e->cfg.kind != 1 ? (size_t)m * (P + 1) * D : 0) + (size_t)m * B0 + (size_t)m * P * B1;
   dl_target_block_reserve(t, floats * sizeof(float));
   if (e->cfg.kind != 1) {
     float *cls = dl_target_block_add_uninitialized(t, "cls", (uint32_t)m, (uint32_t)D);
@@ -179,8 +183,8 @@ static int fill_targets(dl_teacher_engine *e, job *j, int at, int res, dl_err *e
     memcpy(patch, spatch, (size_t)m * P * D * sizeof(float));
   }
   if (e->cfg.kind == 0) return 0;
-  float *cls = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "cls_proto" : "cls", (uint32_t)m, B);
-  float *patch = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "patch_proto" : "patch", (uint32_t)m * P, B);
+  float *cls = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "cls_proto" : "cls", (uint32_t)m, B0);
+  float *patch = dl_target_block_add_uninitialized(t, e->cfg.kind == 2 ? "patch_proto" : "patch", (uint32_t)m * P, B1);
   if (!cls || !patch) return dl_fail(err, "block %llu: cannot add target tensors", (unsigned long long)j->block);
   if (e->backend) {  // the heads on the backend's device
     if (e->cfg.backend->bottleneck(e->backend, 0, scls, m, cls, err)) return -1;

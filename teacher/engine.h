@@ -68,7 +68,10 @@ dl_teacher_engine_stats dl_teacher_engine_stats_get(dl_teacher_engine *e);
 // Stops the threads and frees everything (jobs not handed over are dropped).
 void dl_teacher_engine_stop(dl_teacher_engine *e);
 
-// Width of the targets: the backbone's dim (features, both), or the heads' bottleneck.
-int dl_teacher_engine_target_dim(const dl_teacher_engine_config *cfg);
+// Widths of the "cls" and "patch" targets, dims[0] and dims[1]: the
+// backbone's dim (features, both), or the DINO and the iBOT head's
+// bottleneck (prototypes; ViT-g/14's are 384 and 256). With both, the
+// "cls_proto" and "patch_proto" tensors have the bottlenecks' widths.
+void dl_teacher_engine_target_dims(const dl_teacher_engine_config *cfg, int dims[2]);
 
 #endif

@@ -5,6 +5,7 @@
 
 #include "common/err.h"
 #include "data/rng.h"
+#include "model/ibot_masks.h"
 #include "model/step_parts.h"
 
 
@@ -94,41 +95,15 @@ void dl_pretrainer_free(dl_pretrainer *t) {
 
 // DINOv2's collate: a share of the global crops is masked, the i-th of them
 // with a ratio drawn in [lo + i*(hi-lo)/n, lo + (i+1)*(hi-lo)/n], so one
-// batch spans the whole range. Returns the number of masked patches.
+// batch spans the whole range (model/ibot_masks.h; random patches, not
+// blocks). Returns the number of masked patches.
 static int draw_masks(dl_pretrainer *t) {
   const dl_pretrain_config *c = &t->cfg;
-  const int GB = c->global_crops * c->batch, P = t->patches;
+  const int GB = c->global_crops * c->batch, g = c->global_size / t->student->cfg.patch;
   dl_rng r = dl_rng_make(dl_key_derive(dl_mix64(c->seed + 0x6d61736bull), (uint64_t)t->step));
-  memset(t->masks, 0, (size_t)GB * P * sizeof(bool));
-  const int nmasked = (int)(GB * c->mask_probability);
-  int order[GB];
-  for (int i = 0; i < GB; i++) order[i] = i;
-  for (int i = GB - 1; i > 0; i--) {  // which crops are masked
-    int j = (int)dl_rng_below(&r, i + 1), tmp = order[i];
-    order[i] = order[j], order[j] = tmp;
-  }
-  const double step = (c->mask_ratio_hi - c->mask_ratio_lo) / (nmasked > 0 ? nmasked : 1);
-  for (int m = 0; m < nmasked; m++) {
-    const double ratio = dl_rng_uniform(&r, c->mask_ratio_lo + m * step, c->mask_ratio_lo + (m + 1) * step);
-    int count = (int)(P * ratio);
-    if (count < 1) count = 1;
-    int perm[P];
-    for (int i = 0; i < P; i++) perm[i] = i;
-    bool *row = t->masks + (size_t)order[m] * P;
-    for (int i = 0; i < count; i++) {  // a partial Fisher-Yates shuffle picks `count` patches
-      int j = i + (int)dl_rng_below(&r, P - i), tmp = perm[i];
-      perm[i] = perm[j], perm[j] = tmp;
-      row[perm[i]] = true;
-    }
-  }
-  int M = 0;
-  for (int i = 0; i < GB * P; i++)
-    if (t->masks[i]) t->mask_rows[M++] = i;
-  return M;
-}
-
-static void gather_rows(float *dst, const float *src, const int *rows, int m, int d) {
-  for (int i = 0; i < m; i++) memcpy(dst + (size_t)i * d, src + (size_t)rows[i] * d, (size_t)d * sizeof(float));
+  const dl_mask_draw d = {DL_MASK_RANDOM_PATCHES, c->mask_probability, c->mask_ratio_lo, c->mask_ratio_hi, 0};
+  dl_draw_crop_masks(t->masks, GB, g, g, &d, &r);
+  return dl_mask_rows(t->masks, (size_t)GB * t->patches, t->mask_rows);
 }
 
 // The EMA teacher on the unmasked global crops: Sinkhorn-Knopp targets for
@@ -143,7 +118,7 @@ static int teacher_targets(dl_pretrainer *t, const float *global_images, int M, 
   dl_head_forward(&t->teacher_heads[0], DL_HEAD_FULL, t->t_cls_raw, GB, t->q_cls, &t->teacher_head_ws[0]);
   dl_sinkhorn_knopp(t->q_cls, t->q_cls, GB, K0, temp, c->sk_iters, NULL, t->scratch);
   if (M == 0) return 0;
-  gather_rows(t->t_masked_x, t->t_patch_raw, t->mask_rows, M, D);
+  dl_gather_rows(t->t_masked_x, t->t_patch_raw, t->mask_rows, M, D);
   dl_head_forward(&t->teacher_heads[1], DL_HEAD_FULL, t->t_masked_x, M, t->q_patch, &t->teacher_head_ws[1]);
   dl_sinkhorn_knopp(t->q_patch, t->q_patch, M, K1, temp, c->sk_iters, NULL, t->scratch);
   return 0;
@@ -163,14 +138,13 @@ static void losses_and_head_grads(dl_pretrainer *t, int M, dl_pretrain_report *r
   memset(t->crops.d_patch_g, 0, (size_t)GB * P * D * sizeof(float));
   r->ibot = 0.0f;
   if (M > 0) {
-    gather_rows(t->masked_x, t->crops.patch_g, t->mask_rows, M, D);
+    dl_gather_rows(t->masked_x, t->crops.patch_g, t->mask_rows, M, D);
     dl_head_forward(&t->heads[1], DL_HEAD_FULL, t->masked_x, M, t->logits_patch, &t->head_ws[1]);
     dl_ibot_weights(t->ibot_w, t->masks, GB, P);
     r->ibot = dl_ibot_loss(t->logits_patch, t->q_patch, t->ibot_w, M, K1, GB, c->student_temp, c->weights.ibot,
                            t->d_logits_patch);
     dl_head_backward(&t->heads[1], &t->head_ws[1], t->d_logits_patch, t->mods[2].grads, t->d_masked_x);
-    for (int i = 0; i < M; i++)
-      memcpy(t->crops.d_patch_g + (size_t)t->mask_rows[i] * D, t->d_masked_x + (size_t)i * D, (size_t)D * sizeof(float));
+    dl_scatter_rows(t->crops.d_patch_g, t->d_masked_x, t->mask_rows, M, D);
   }
   const dl_crop_shape shape = crop_shape(c);
   r->koleo = dl_koleo_global_crops(&shape, D, c->weights.koleo, &t->crops);

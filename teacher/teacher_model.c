@@ -20,9 +20,6 @@ static int check_heads(const dl_teacher_model *m, const char *path, dl_err *err)
   if (m->dino.cfg.in_dim != D || m->ibot.cfg.in_dim != D)
     return dl_fail(err, "%s: the heads take %d and %d features, the backbone gives %d", path, m->dino.cfg.in_dim,
                    m->ibot.cfg.in_dim, D);
-  if (m->dino.cfg.out_dim != m->ibot.cfg.out_dim)
-    return dl_fail(err, "%s: the DINO and iBOT bottlenecks differ (%d, %d)", path, m->dino.cfg.out_dim,
-                   m->ibot.cfg.out_dim);
   return 0;
 }
 
@@ -46,7 +43,10 @@ static int load(const dl_recipe *r, const dl_forward_backend *backend, dl_teache
       .kind = m->target_kind,
       .stream = {m->dataset, r->seed, r->block_size, r->crops, 0}, .batch = t->batch, .workers = t->workers,
       .max_resolution = 2048, .backend = backend};
-  m->target_dim = (uint32_t)dl_teacher_engine_target_dim(&ec);
+  int dims[2];
+  dl_teacher_engine_target_dims(&ec, dims);
+  m->cls_dim = (uint32_t)dims[0];
+  m->patch_dim = (uint32_t)dims[1];
   m->patch_tokens = (uint32_t)dl_vit_num_patches(&m->vit.cfg, r->crops.global_size, r->crops.global_size);
   m->engine = dl_teacher_engine_start(&ec, err);
   return m->engine ? 0 : -1;

@@ -16,7 +16,10 @@ typedef struct dl_teacher_model {
   dl_dataset *dataset;
   dl_teacher_engine *engine;
   int target_kind;     // 0 features, 1 prototypes, 2 both (teacher_server.h)
-  uint32_t target_dim, patch_tokens;  // patch tokens per global crop at the recipe's size
+  // Widths of the "cls" and "patch" targets (engine.h: the DINO and iBOT
+  // bottlenecks in prototypes mode, which may differ, else the backbone's)
+  // and the patch tokens per global crop at the recipe's size.
+  uint32_t cls_dim, patch_dim, patch_tokens;
   uint64_t weights_hash;              // xxHash64 of the weights file (and the heads file)
   uint64_t heads_hash;                // dl_heads_last_layer_hash of the heads (0: features)
 } dl_teacher_model;

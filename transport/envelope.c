@@ -90,8 +90,14 @@ static int validate_body(const dl_envelope *e, dl_err *err) {
       }
       return 0;
     }
-    case DISTILL__ENVELOPE__BODY_WELCOME:
-      return valid_string(e->welcome->teacher_id, 256) ? 0 : dl_fail(err, "WELCOME: bad teacher id");
+    case DISTILL__ENVELOPE__BODY_WELCOME: {
+      const Distill__Welcome *w = e->welcome;
+      if (!valid_string(w->teacher_id, 256)) return dl_fail(err, "WELCOME: bad teacher id");
+      if (w->embed_dim > DL_TARGET_DIM_MAX || w->patch_dim > DL_TARGET_DIM_MAX)
+        return dl_fail(err, "WELCOME: target widths %u (cls) and %u (patch), at most %d", w->embed_dim, w->patch_dim,
+                       DL_TARGET_DIM_MAX);
+      return 0;
+    }
     case DISTILL__ENVELOPE__BODY_REJECT:
       return valid_string(e->reject->reason, 1024) ? 0 : dl_fail(err, "REJECT: bad reason");
     case DISTILL__ENVELOPE__BODY_REQUEST:

@@ -19,6 +19,7 @@
 #define DL_REQUEST_MAX_BLOCKS 1024
 #define DL_GROUP_NAME_MAX 64
 #define DL_MAX_WORLD 65536  // ranks in one group: bounds what a HELLO makes a teacher allocate
+#define DL_TARGET_DIM_MAX 65536  // WELCOME's target widths (a backbone's dim or a head's bottleneck)
 
 typedef Distill__Envelope dl_envelope;
 

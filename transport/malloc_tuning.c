@@ -8,3 +8,9 @@ void dl_transport_tune_malloc(void) {
   mallopt(M_TRIM_THRESHOLD, 512 << 20); // and freed ones stay there for reuse
 #endif
 }
+
+void dl_transport_release_free_memory(void) {
+#ifdef M_MMAP_THRESHOLD
+  malloc_trim(0);
+#endif
+}

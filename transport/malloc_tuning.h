@@ -10,4 +10,11 @@
 
 void dl_transport_tune_malloc(void);
 
+// Gives the heap's free pages back to the system (glibc's malloc_trim), at a
+// point where a process's working set moves: the buffers it freed below the
+// mmap threshold stay resident otherwise (the trim threshold above keeps them
+// for reuse), e.g. the student's main-phase trainer after the switch to the
+// high-resolution phase, whose larger buffers would not reuse most of them.
+void dl_transport_release_free_memory(void);
+
 #endif

@@ -323,8 +323,10 @@ static void on_welcome(dl_student_client *c, int ti, const Distill__Welcome *w) 
   t->incarnation = w->incarnation;
   snprintf(t->id, sizeof t->id, "%s", w->teacher_id);
   t->live = true;
-  slog(c, "event=welcome teacher=%s id=%s incarnation=%016" PRIx64, t->endpoint, t->id,
-       t->incarnation);
+  // The targets' widths, for the log (the blocks' shapes are checked when
+  // they arrive); a teacher from before patch_dim sends 0: one width.
+  slog(c, "event=welcome teacher=%s id=%s incarnation=%016" PRIx64 " cls_dim=%u patch_dim=%u", t->endpoint, t->id,
+       t->incarnation, w->embed_dim, w->patch_dim ? w->patch_dim : w->embed_dim);
 }
 
 static void on_reject(dl_student_client *c, int ti, const Distill__Reject *r) {

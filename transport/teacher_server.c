@@ -275,6 +275,7 @@ static void on_hello(dl_teacher_server *s, const uint8_t *rid, size_t rid_len, c
   w.teacher_id = s->teacher_id;
   w.incarnation = s->m.incarnation;
   w.embed_dim = s->cfg.embed_dim;
+  w.patch_dim = s->cfg.patch_dim ? s->cfg.patch_dim : s->cfg.embed_dim;
   w.patch_tokens = s->cfg.patch_tokens;
   w.n_target_kinds = s->cfg.target_kind == 2 ? 2 : 1;
   w.target_kinds = s->cfg.target_kind == 2 ? kinds : &kind;

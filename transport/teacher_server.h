@@ -50,7 +50,9 @@ typedef struct dl_teacher_config {
   const char *stream_text;  // its text (dl_recipe_stream_text): a refusal names the keys that differ
   uint64_t weights_hash;
   uint64_t heads_hash;      // the heads' last layers (dl_heads_last_layer_hash); 0: not announced (features)
-  uint32_t embed_dim, patch_tokens;
+  uint32_t embed_dim;        // WELCOME: the "cls" targets' width (prototypes: the DINO head's bottleneck)
+  uint32_t patch_dim;        // the "patch" targets' width (prototypes: the iBOT head's bottleneck); 0: embed_dim
+  uint32_t patch_tokens;
   int target_kind;          // 0 features, 1 prototypes, 2 both
   dl_codec_spec codecs;
   int zstd_level;           // 0: no zstd

@@ -80,6 +80,13 @@ void dl_cuda_cross_entropy_rows(float *loss_rows, float *d_student, const float 
                                 const float *weights, int m, int k, float temp, float grad_scale, int accumulate,
                                 cudaStream_t s);
 
+// The iBOT selection's rows (model/ibot_masks.h; rows: device int indices):
+// dst[i] = src[rows[i]] for i < m, rows of row_bytes (even; any storage
+// type), and the float32 adjoint dst[rows[i]] = src[i] (other rows of dst
+// are left as they are).
+void dl_cuda_gather_rows(void *dst, const void *src, const int *rows, int m, size_t row_bytes, cudaStream_t s);
+void dl_cuda_scatter_rows(float *dst, const float *src, const int *rows, int m, int d, cudaStream_t s);
+
 // Cross-rank sums and maxima of device buffers (NULL fn: one rank).
 typedef struct dl_cuda_reduce {
   void (*fn)(float *device_data, size_t n, int is_max, void *ctx, cudaStream_t s);

@@ -85,7 +85,7 @@ static size_t carve_step(dl_cuda_trainer *t, unsigned char *base) {
   const bool f32 = t->dtype == DL_DTYPE_F32, proto = c->mode == DL_TRAIN_PROTOTYPES;
   const size_t e = dl_dtype_size(t->dtype), f = sizeof(float), D = (size_t)t->host_student->cfg.dim;
   const size_t G = (size_t)c->global_crops, L = (size_t)c->local_crops, B = (size_t)c->batch;
-  const size_t rows_cls = (G + L) * B, rows_patch = G * B * (size_t)t->patches;
+  const size_t rows_cls = (G + L) * B, rows_patch = G * B * (size_t)t->patches, rows_ibot = (size_t)t->ibot_rows;
   const size_t K0 = (size_t)dl_head_out_dim(&t->host_heads[0], DL_HEAD_FULL);
   const size_t K1 = (size_t)dl_head_out_dim(&t->host_heads[1], DL_HEAD_FULL), kmax = K0 > K1 ? K0 : K1;
   const size_t W0 = (size_t)t->width[0], W1 = (size_t)t->width[1];
@@ -99,28 +99,35 @@ static size_t carve_step(dl_cuda_trainer *t, unsigned char *base) {
   t->d_cls_dt = f32 ? (void *)t->d_cls_all : TAKE_DT(rows_cls * D);
   t->d_patch_dt = f32 ? (void *)t->d_patch_g : TAKE_DT(rows_patch * D);
   t->out_cls = TAKE_DT(rows_cls * K0);
-  t->out_patch = TAKE_DT(rows_patch * K1);
+  t->out_patch = TAKE_DT(rows_ibot * K1);
   t->out_cls_f = f32 ? t->out_cls : TAKE_F(rows_cls * K0);
-  t->out_patch_f = f32 ? t->out_patch : TAKE_F(rows_patch * K1);
+  t->out_patch_f = f32 ? t->out_patch : TAKE_F(rows_ibot * K1);
   t->d_out_cls = TAKE_F(rows_cls * K0);
-  t->d_out_patch = TAKE_F(rows_patch * K1);
+  t->d_out_patch = TAKE_F(rows_ibot * K1);
   t->d_out_cls_dt = f32 ? (void *)t->d_out_cls : TAKE_DT(rows_cls * K0);
-  t->d_out_patch_dt = f32 ? (void *)t->d_out_patch : TAKE_DT(rows_patch * K1);
+  t->d_out_patch_dt = f32 ? (void *)t->d_out_patch : TAKE_DT(rows_ibot * K1);
   t->t_in_cls = TAKE_F(G * B * W0);
   t->t_in_patch = TAKE_F(rows_patch * W1);
   t->t_in_cls_dt = f32 || !proto ? (void *)t->t_in_cls : TAKE_DT(G * B * W0);
   t->t_in_patch_dt = f32 || !proto ? (void *)t->t_in_patch : TAKE_DT(rows_patch * W1);
   t->t_cls = proto ? TAKE_F(G * B * K0) : NULL;
-  t->t_patch = proto ? TAKE_F(rows_patch * K1) : NULL;
+  t->t_patch = proto ? TAKE_F(rows_ibot * K1) : NULL;
   t->center[0] = TAKE_F(K0);
   t->center[1] = TAKE_F(K1);
   t->prev_center = TAKE_F(kmax);
   t->scratch = TAKE_F(kmax + 8);  // Sinkhorn-Knopp: k + 4; centering: k + 1
-  t->ibot_w = TAKE_F(rows_patch);
+  t->ibot_w = TAKE_F(rows_ibot);
+  if (proto && c->ibot.selected) {  // the selected rows, gathered
+    t->ibot_index = dl_arena_take(&a, rows_ibot * sizeof(int));
+    t->sel_x = TAKE_DT(rows_ibot * D);
+    t->d_sel_dt = TAKE_DT(rows_ibot * D);
+    t->d_sel_f = f32 ? t->d_sel_dt : TAKE_F(rows_ibot * D);
+    t->t_sel_dt = TAKE_DT(rows_ibot * W1);
+  }
   t->koleo_grad = TAKE_F(B * D);
   t->koleo_scratch = TAKE_F(dl_cuda_koleo_scratch_floats((int)B, (int)D));
   t->norm_scratch = dl_arena_take(&a, sizeof(double));
-  const size_t n[LOSS_SLOTS] = {(size_t)dl_dino_pairs((int)(G + L), (int)G, true) * B, rows_patch, G,
+  const size_t n[LOSS_SLOTS] = {(size_t)dl_dino_pairs((int)(G + L), (int)G, true) * B, rows_ibot, G,
                                 (G + L * G) * B, rows_patch, rows_patch, 3};
   t->loss_total = 0;
   for (int i = 0; i < LOSS_SLOTS; i++) t->loss_off[i] = t->loss_total, t->loss_n[i] = n[i], t->loss_total += n[i];
@@ -137,11 +144,17 @@ static void step_buffers_init(dl_cuda_trainer *t) {
   cudaCheck(cudaMemsetAsync(t->step_mem, 0, bytes, s));  // centers and unused loss slots start at 0
   carve_step(t, t->step_mem);
   const int GB = t->cfg.global_crops * t->cfg.batch, rows_patch = GB * t->patches;
-  float *w = dl_malloc((size_t)rows_patch * sizeof(float));
-  dl_ibot_weights(w, NULL, GB, t->patches);
-  cudaCheck(cudaMemcpyAsync(t->ibot_w, w, (size_t)rows_patch * sizeof(float), cudaMemcpyHostToDevice, s));
-  cudaCheck(cudaStreamSynchronize(s));  // before w is freed
-  free(w);
+  if (t->ibot_index) {  // the selection: its rows and weights are uploaded each step
+    t->ibot_masks_host = dl_calloc((size_t)rows_patch, sizeof(bool));
+    t->ibot_index_host = dl_calloc((size_t)t->ibot_rows + 1, sizeof(int));
+    t->ibot_w_host = dl_calloc((size_t)t->ibot_rows + 1, sizeof(float));
+  } else {
+    float *w = dl_malloc((size_t)rows_patch * sizeof(float));
+    dl_ibot_weights(w, NULL, GB, t->patches);
+    cudaCheck(cudaMemcpyAsync(t->ibot_w, w, (size_t)rows_patch * sizeof(float), cudaMemcpyHostToDevice, s));
+    cudaCheck(cudaStreamSynchronize(s));  // before w is freed
+    free(w);
+  }
   t->losses_host = dl_malloc(t->loss_total * sizeof(float));
 }
 
@@ -172,6 +185,7 @@ int dl_cuda_trainer_init(dl_cuda_trainer *t, const dl_vit *student, const dl_tra
   } else {
     t->width[0] = t->width[1] = cfg->teacher_dim;
   }
+  t->ibot_rows = dl_trainer_ibot_rows(cfg, t->patches);
   modules_init(t);
   step_buffers_init(t);
   return 0;
@@ -197,6 +211,9 @@ void dl_cuda_trainer_free(dl_cuda_trainer *t) {
   if (t->step_mem) cudaCheck(cudaFree(t->step_mem));
   dl_cuda_vit_free(&t->vit);
   free(t->losses_host);
+  free(t->ibot_masks_host);
+  free(t->ibot_index_host);
+  free(t->ibot_w_host);
   memset(t, 0, sizeof *t);
 }
 
@@ -248,44 +265,85 @@ static void teacher_targets(dl_cuda_trainer *t, int k, const void *bottleneck, f
   dl_cuda_softmax_center(out, out, t->prev_center, rows, K, temp, s);
 }
 
-// The heads' backward from the float32 loss gradients into the backbone
-// outputs' float32 gradients.
-static void heads_backward(dl_cuda_trainer *t, int rows_cls, int rows_patch, size_t K0, size_t K1) {
-  const size_t D = (size_t)t->host_student->cfg.dim;
-  to_dtype(t, t->d_out_cls_dt, t->d_out_cls, rows_cls * K0);
-  to_dtype(t, t->d_out_patch_dt, t->d_out_patch, rows_patch * K1);
-  dl_cuda_head_backward(&t->heads[0], &t->head_ws[0], t->d_out_cls_dt, t->mods[1].grads, t->d_cls_dt);
-  dl_cuda_head_backward(&t->heads[1], &t->head_ws[1], t->d_out_patch_dt, t->mods[2].grads, t->d_patch_dt);
-  to_float(t, t->d_cls_all, t->d_cls_dt, rows_cls * D);
-  to_float(t, t->d_patch_g, t->d_patch_dt, rows_patch * D);
+// Head k over rows of x into out (dtype) and its float32 view out_f.
+static void head_forward(dl_cuda_trainer *t, int k, const void *x, int rows, void *out, float *out_f) {
+  const size_t K = (size_t)dl_head_out_dim(&t->host_heads[k], DL_HEAD_FULL);
+  dl_cuda_head_forward(&t->heads[k], DL_HEAD_FULL, x, rows, out, &t->head_ws[k]);
+  to_float(t, out_f, out, rows * K);
 }
 
-static void heads_forward(dl_cuda_trainer *t, int rows_cls, int rows_patch, size_t K0, size_t K1) {
-  dl_cuda_head_forward(&t->heads[0], DL_HEAD_FULL, t->cls_all, rows_cls, t->out_cls, &t->head_ws[0]);
-  dl_cuda_head_forward(&t->heads[1], DL_HEAD_FULL, t->patch_g, rows_patch, t->out_patch, &t->head_ws[1]);
-  to_float(t, t->out_cls_f, t->out_cls, rows_cls * K0);
-  to_float(t, t->out_patch_f, t->out_patch, rows_patch * K1);
+// Its backward from the float32 loss gradient d_out (through d_out_dt) into
+// the input's gradient dx (dtype) and its float32 copy dx_f.
+static void head_backward(dl_cuda_trainer *t, int k, const float *d_out, void *d_out_dt, int rows, void *dx,
+                          float *dx_f) {
+  const size_t K = (size_t)dl_head_out_dim(&t->host_heads[k], DL_HEAD_FULL), D = (size_t)t->host_student->cfg.dim;
+  to_dtype(t, d_out_dt, d_out, rows * K);
+  dl_cuda_head_backward(&t->heads[k], &t->head_ws[k], d_out_dt, t->mods[k + 1].grads, dx);
+  to_float(t, dx_f, dx, rows * D);
+}
+
+// This step's iBOT rows, as dl_trainer_ibot_select draws them (on the host,
+// then their indices and weights to the device); every patch without the
+// selection.
+static int ibot_select(dl_cuda_trainer *t) {
+  const dl_train_config *c = &t->cfg;
+  if (!c->ibot.selected) return t->ibot_rows;
+  const int GB = c->global_crops * c->batch, grid = c->global_size / t->host_student->cfg.patch;
+  const int m = dl_ibot_select_step(&c->ibot, t->step, GB, grid, t->ibot_masks_host, t->ibot_index_host,
+                                    t->ibot_w_host);
+  DL_ASSERT(m == t->ibot_rows);  // a selection always reaches its upper bound
+  cudaStream_t s = t->vit.stream;  // pageable sources: the copies have read them when these calls return
+  cudaCheck(cudaMemcpyAsync(t->ibot_index, t->ibot_index_host, (size_t)m * sizeof(int), cudaMemcpyHostToDevice, s));
+  cudaCheck(cudaMemcpyAsync(t->ibot_w, t->ibot_w_host, (size_t)m * sizeof(float), cudaMemcpyHostToDevice, s));
+  return m;
+}
+
+// iBOT as dl_trainer_ibot_loss: the selected rows of the patch tokens and of
+// the teacher's bottlenecks gathered, the head, the teacher's last layer,
+// Sinkhorn-Knopp and the loss on those rows only (1 / n per row, divided by
+// every global crop), the head's input gradient scattered back (0 on the
+// other rows); without the selection, every patch in place.
+static void ibot_loss(dl_cuda_trainer *t, float temp) {
+  const dl_train_config *c = &t->cfg;
+  const int GB = c->global_crops * c->batch, K1 = t->heads[1].cfg.prototypes, D = t->host_student->cfg.dim;
+  const size_t rows_patch = (size_t)GB * t->patches, e = dl_dtype_size(t->dtype);
+  cudaStream_t s = t->vit.stream;
+  const int m = ibot_select(t);
+  to_dtype(t, t->t_in_patch_dt, t->t_in_patch, rows_patch * t->width[1]);
+  const void *x = t->patch_g, *tb = t->t_in_patch_dt;
+  void *dx = t->d_patch_dt;
+  float *dx_f = t->d_patch_g;
+  if (c->ibot.selected) {
+    dl_cuda_gather_rows(t->sel_x, t->patch_g, t->ibot_index, m, (size_t)D * e, s);
+    dl_cuda_gather_rows(t->t_sel_dt, t->t_in_patch_dt, t->ibot_index, m, (size_t)t->width[1] * e, s);
+    cudaCheck(cudaMemsetAsync(t->d_patch_g, 0, rows_patch * D * sizeof(float), s));
+    x = t->sel_x, tb = t->t_sel_dt, dx = t->d_sel_dt, dx_f = t->d_sel_f;
+  }
+  if (m == 0) return;  // only with an iBOT weight of 0 (dl_train_config_check)
+  head_forward(t, 1, x, m, t->out_patch, t->out_patch_f);
+  teacher_targets(t, 1, tb, t->t_patch, m, temp);
+  // Rows weighted 1 / n per crop; the mean over crops (and the weight) go
+  // into the gradient here and into the sum in the report.
+  dl_cuda_cross_entropy_rows(t->losses + t->loss_off[LOSS_IBOT], t->d_out_patch, t->out_patch_f, t->t_patch,
+                             t->ibot_w, m, K1, c->student_temp, c->weights.ibot / (float)GB, 0, s);
+  head_backward(t, 1, t->d_out_patch, t->d_out_patch_dt, m, dx, dx_f);
+  if (c->ibot.selected) dl_cuda_scatter_rows(t->d_patch_g, t->d_sel_f, t->ibot_index, m, D, s);
 }
 
 static void prototype_losses(dl_cuda_trainer *t, float temp) {
   const dl_train_config *c = &t->cfg;
   const int G = c->global_crops, L = c->local_crops, B = c->batch, D = t->host_student->cfg.dim;
-  const int rows_cls = (G + L) * B, rows_patch = G * B * t->patches;
-  const int K0 = t->heads[0].cfg.prototypes, K1 = t->heads[1].cfg.prototypes;
+  const int rows_cls = (G + L) * B;
+  const int K0 = t->heads[0].cfg.prototypes;
   cudaStream_t s = t->vit.stream;
-  heads_forward(t, rows_cls, rows_patch, (size_t)K0, (size_t)K1);
+  head_forward(t, 0, t->cls_all, rows_cls, t->out_cls, t->out_cls_f);
   to_dtype(t, t->t_in_cls_dt, t->t_in_cls, (size_t)G * B * t->width[0]);
-  to_dtype(t, t->t_in_patch_dt, t->t_in_patch, (size_t)rows_patch * t->width[1]);
   teacher_targets(t, 0, t->t_in_cls_dt, t->t_cls, G * B, temp);
-  teacher_targets(t, 1, t->t_in_patch_dt, t->t_patch, rows_patch, temp);
   const int pairs = dl_dino_pairs(G + L, G, true);
   dl_cuda_dino_loss(t->losses + t->loss_off[LOSS_DINO], t->d_out_cls, t->out_cls_f, t->t_cls, G + L, G, B, K0,
                     c->student_temp, 1, c->weights.dino / pairs, s);
-  // Rows weighted 1 / patches per crop; the mean over crops (and the
-  // weight) go into the gradient here and into the sum in the report.
-  dl_cuda_cross_entropy_rows(t->losses + t->loss_off[LOSS_IBOT], t->d_out_patch, t->out_patch_f, t->t_patch,
-                             t->ibot_w, rows_patch, K1, c->student_temp, c->weights.ibot / (float)(G * B), 0, s);
-  heads_backward(t, rows_cls, rows_patch, (size_t)K0, (size_t)K1);
+  head_backward(t, 0, t->d_out_cls, t->d_out_cls_dt, rows_cls, t->d_cls_dt, t->d_cls_all);
+  ibot_loss(t, temp);
   // KoLeo on each global crop's backbone CLS (in float32), summed over the crops.
   if (c->weights.koleo == 0.0f) return;
   to_float(t, t->cls_f, t->cls_all, (size_t)G * B * D);
@@ -301,7 +359,8 @@ static void feature_losses(dl_cuda_trainer *t) {
   const int G = c->global_crops, L = c->local_crops, B = c->batch, Dt = c->teacher_dim;
   const int rows_cls = (G + L) * B, rows_patch = G * B * t->patches;
   cudaStream_t s = t->vit.stream;
-  heads_forward(t, rows_cls, rows_patch, (size_t)Dt, (size_t)Dt);
+  head_forward(t, 0, t->cls_all, rows_cls, t->out_cls, t->out_cls_f);
+  head_forward(t, 1, t->patch_g, rows_patch, t->out_patch, t->out_patch_f);
   // CLS: each global crop to the teacher's same crop, each local crop to
   // every teacher global crop; the mean over those pairs.
   const int pairs = G + L * G;
@@ -319,7 +378,8 @@ static void feature_losses(dl_cuda_trainer *t) {
                            rows_patch, Dt, c->weights.feat_cos, 0, s);
   dl_cuda_smooth_l1_rows(t->losses + t->loss_off[LOSS_FEAT_L1], t->d_out_patch, t->out_patch_f, t->t_in_patch,
                          rows_patch, Dt, 1.0f, c->weights.feat_l1, 1, s);
-  heads_backward(t, rows_cls, rows_patch, (size_t)Dt, (size_t)Dt);
+  head_backward(t, 0, t->d_out_cls, t->d_out_cls_dt, rows_cls, t->d_cls_dt, t->d_cls_all);
+  head_backward(t, 1, t->d_out_patch, t->d_out_patch_dt, rows_patch, t->d_patch_dt, t->d_patch_g);
 }
 
 static double slot_sum(const dl_cuda_trainer *t, int slot) {

@@ -58,6 +58,15 @@ typedef struct dl_cuda_trainer {
   void *t_in_cls_dt, *t_in_patch_dt;       // prototypes: the last layers' input (dtype; aliases)
   float *t_cls, *t_patch;                  // targets: probabilities (prototypes) or features
   float *center[2], *prev_center, *scratch, *ibot_w, *koleo_grad, *koleo_scratch;
+  // iBOT's rows (dl_trainer_ibot_rows): out_patch, d_out_patch, t_patch and
+  // ibot_w hold ibot_rows rows. With the selection, the step's rows are drawn
+  // on the host and gathered on the device.
+  int ibot_rows;
+  bool *ibot_masks_host;                   // [G * B, patches]
+  int *ibot_index_host, *ibot_index;       // [ibot_rows]: the selected patch rows (host, device)
+  float *ibot_w_host;                      // [ibot_rows]: their weights before the upload
+  void *sel_x, *d_sel_dt, *t_sel_dt;       // selected patch tokens, their gradient (dtype), teacher bottlenecks
+  float *d_sel_f;                          // the gradient in float32 (alias in float32 mode)
   double *norm_scratch;
   float *losses, *losses_host;             // per-row loss shares, then the gradient norms
   size_t loss_off[7], loss_n[7];           // dino, ibot, koleo, feat_cls, feat_cos, feat_l1, grad norms

@@ -33,7 +33,7 @@ py=${DISTILL_TORCH_PYTHON:-python3}
 log=$(mktemp -d)
 
 # name:seconds of every step, in running order.
-parity_steps="ops:65 vit:40 vit_train:30 heads:15 train_steps:40"
+parity_steps="ops:65 vit:40 vit_train:30 heads:15 train_steps:40 memory_plan:20"
 bench_steps="gpu-teacher-224:55 gpu-teacher-518:45 gpu-train-vits14:45 gpu-train-vitb14:55 gpu-train-vitl14:75"
 steps=$parity_steps
 [ "${CHECK_SKIP_BENCH:-0}" = 1 ] || steps="$steps $bench_steps"
@@ -76,6 +76,7 @@ command_of() {  # the command line of a step
     vit_train) echo "$bin/test_cuda_vit_train $ref" ;;
     heads) echo "$bin/test_cuda_heads" ;;
     train_steps) echo "$bin/test_cuda_train_steps" ;;
+    memory_plan) echo "$bin/test_cuda_memory_plan" ;;
     gpu-teacher-224) echo "bash $root/bench/gpu/teacher.sh 224 64" ;;
     gpu-teacher-518) echo "bash $root/bench/gpu/teacher.sh 518 8" ;;
     gpu-train-*) echo "bash $root/bench/gpu/train.sh ${1#gpu-train-}" ;;

@@ -16,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-build/gpu-check}
 scripts/build -DDISTILL_CUDA=ON >/dev/null
-progs="test_cuda_ops test_cuda_vit test_cuda_vit_train test_cuda_heads test_cuda_train_steps"
+progs="test_cuda_ops test_cuda_vit test_cuda_vit_train test_cuda_heads test_cuda_train_steps test_cuda_memory_plan"
 benches="bench_gpu_teacher bench_gpu_train"
 # shellcheck disable=SC2086
 cmake --build build --target $progs $benches >/dev/null

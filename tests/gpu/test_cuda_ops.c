@@ -14,6 +14,7 @@
 #include "model/cuda/adamw_segments.h"
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/matmul.h"
+#include "model/ibot_masks.h"
 #include "model/losses.h"
 #include "model/optim.h"
 #include "model/pos_embed.h"
@@ -430,6 +431,43 @@ static void test_optimizer(void) {
   dl_gpu_free(gsegs); dl_gpu_free(gnorm_dev); dl_gpu_free(gss);
 }
 
+// The iBOT selection's gather (either storage type) and float32 scatter
+// against dl_gather_rows / dl_scatter_rows on one 518 px selection: copies,
+// so equal to the bit (tolerance 0).
+static void test_row_select(dl_dtype dt) {
+  enum { CROPS = 8, GRID = 37, P = GRID * GRID, D = 96 };
+  static bool masks[CROPS * P];
+  static int rows[CROPS * P];
+  static float w[CROPS * P];
+  const dl_ibot_select sel = {.selected = true, .probability = 0.5f, .ratio_lo = 0.1f, .ratio_hi = 0.5f, .seed = 4};
+  const int m = dl_ibot_select_step(&sel, 3, CROPS, GRID, masks, rows, w);
+  const size_t n = (size_t)CROPS * P * D, f = sizeof(float);
+  float *x = input(n, 1.0f, dt), *want = host(n), *got = host(n);
+  void *gx = dl_gpu_upload(x, n, dt), *gsel = dl_gpu_alloc((size_t)m * D, dt);
+  int *grows;
+  cudaCheck(cudaMalloc((void **)&grows, (size_t)m * sizeof(int)));
+  cudaCheck(cudaMemcpy(grows, rows, (size_t)m * sizeof(int), cudaMemcpyHostToDevice));
+  dl_gather_rows(want, x, rows, m, D);
+  dl_cuda_gather_rows(gsel, gx, grows, m, D * dl_dtype_size(dt), 0);
+  dl_gpu_download(got, gsel, (size_t)m * D, dt);
+  dl_gpu_compare("gather_rows[518px selection]", dt, got, want, (size_t)m * D, 0.0);
+  if (dt == DL_DTYPE_F32) {  // scatter back into zeros: the selected rows, 0 elsewhere
+    float *gfull = dl_gpu_alloc(n, DL_DTYPE_F32);
+    memset(want + (size_t)m * D, 0, (n - (size_t)m * D) * f);
+    float *back = host(n);
+    memset(back, 0, n * f);
+    dl_scatter_rows(back, want, rows, m, D);
+    dl_cuda_scatter_rows(gfull, gsel, grows, m, D, 0);
+    dl_gpu_download(got, gfull, n, DL_DTYPE_F32);
+    dl_gpu_compare("scatter_rows[518px selection]", dt, got, back, n, 0.0);
+    dl_gpu_free(gfull);
+    free(back);
+  }
+  cudaCheck(cudaFree(grows));
+  dl_gpu_free(gx), dl_gpu_free(gsel);
+  free(x), free(want), free(got);
+}
+
 int main(void) {
   if (dl_gpu_test_device()) return DL_TEST_SKIP;
   dl_cuda_blas blas;
@@ -445,6 +483,7 @@ int main(void) {
     test_attention(dt, 1, 1370, 1); // the 518 px sequence
     test_pos_embed(dt, 37, 16, 16, DL_INTERP_LEGACY);
     test_pos_embed(dt, 37, 20, 30, DL_INTERP_ANTIALIAS);
+    test_row_select(dt);
   }
   test_losses();
   test_optimizer();

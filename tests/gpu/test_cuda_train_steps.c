@@ -2,9 +2,12 @@
 // same twenty steps of the CPU reference (dl_trainer_step): the same small
 // student, the same heads (same seeds), the same batch and targets, the
 // same schedules (warmup, the last layer frozen for 3 steps, clipping, layer
-// decay). Three cases cover both target kinds: prototypes with
-// Sinkhorn-Knopp (MLP blocks), prototypes with centering (SwiGLU blocks, 2
-// registers), features (MLP blocks). Checked, as the largest relative error
+// decay; the DINO and iBOT heads with bottlenecks of their own widths, 48
+// and 32). Four cases cover both target kinds: prototypes with
+// Sinkhorn-Knopp (MLP blocks), the same with DINOv3's iBOT patch selection
+// (21 of the 128 patch rows each step, drawn on the host for both),
+// prototypes with centering (SwiGLU blocks, 2 registers), features (MLP
+// blocks). Checked, as the largest relative error
 // over the 20 steps, |gpu - cpu| / max(|cpu|, 1e-3):
 //   every loss term and the total:  float32 2e-3, bf16 5e-2;
 //   the three gradient norms (before clipping): float32 1e-2, bf16 2e-1;
@@ -36,7 +39,8 @@
 #define BATCH 4
 #define GLOBAL 56
 #define LOCAL 28
-#define BOTTLENECK 32
+#define BOTTLENECK 48       // the DINO head's
+#define IBOT_BOTTLENECK 32  // the iBOT head's own, narrower (as ViT-g/14's 384 and 256)
 #define TEACHER_DIM 96
 
 typedef struct test_case {
@@ -44,6 +48,7 @@ typedef struct test_case {
   dl_train_mode mode;
   bool sinkhorn, swiglu;
   int registers;
+  bool ibot_selected;  // iBOT on DINOv3's selected patches (else every patch)
 } test_case;
 
 static void init_student(dl_vit *vit, bool swiglu, int registers, uint64_t *seed) {
@@ -67,6 +72,7 @@ static dl_train_config make_config(const test_case *tc) {
                                .prototypes = 128};
   dl_head_config ibot = dino;
   ibot.prototypes = 96;
+  ibot.out_dim = IBOT_BOTTLENECK;
   dl_train_config c = {
       .mode = tc->mode, .batch = BATCH, .global_crops = G, .local_crops = L, .global_size = GLOBAL,
       .local_size = LOCAL, .weights = dl_loss_weights_default(), .student_temp = 0.1f, .sinkhorn = tc->sinkhorn,
@@ -77,6 +83,8 @@ static dl_train_config make_config(const test_case *tc) {
                 .wd = {.base = 0.04, .final = 0.2, .total = STEPS},
                 .momentum = {.base = 0.994, .final = 1.0, .total = STEPS},
                 .teacher_temp = {.base = 0.07, .final = 0.07, .total = STEPS, .warmup = 10, .start_warmup = 0.04}}};
+  if (tc->ibot_selected)
+    c.ibot = (dl_ibot_select){.selected = true, .probability = 0.5f, .ratio_lo = 0.1f, .ratio_hi = 0.5f, .seed = 3};
   c.adamw.clip = 3.0f;
   c.adamw.layer_decay = 0.9f;
   c.adamw.patch_embed_lr_mult = 0.2f;
@@ -160,18 +168,20 @@ static void run_case(const test_case *tc, dl_dtype dt) {
   dl_head tdino, tibot;
   dl_head_init(&tdino, &th);
   th.prototypes = cfg.ibot_head.prototypes;
+  th.out_dim = cfg.ibot_head.out_dim;
   dl_head_init(&tibot, &th);
   dl_head_init_random(&tdino, 501);
   dl_head_init_random(&tibot, 502);
   const bool proto = tc->mode == DL_TRAIN_PROTOTYPES;
-  const int P = (GLOBAL / 14) * (GLOBAL / 14), W = proto ? BOTTLENECK : TEACHER_DIM;
+  const int P = (GLOBAL / 14) * (GLOBAL / 14);
+  const int Wc = proto ? BOTTLENECK : TEACHER_DIM, Wp = proto ? IBOT_BOTTLENECK : TEACHER_DIM;
   float *gimg = dl_test_random((size_t)G * BATCH * 3 * GLOBAL * GLOBAL, &seed, 4.0f);
   float *limg = dl_test_random((size_t)L * BATCH * 3 * LOCAL * LOCAL, &seed, 4.0f);
-  float *tcls = dl_test_random((size_t)G * BATCH * W, &seed, 2.0f);
-  float *tpatch = dl_test_random((size_t)G * BATCH * P * W, &seed, 2.0f);
+  float *tcls = dl_test_random((size_t)G * BATCH * Wc, &seed, 2.0f);
+  float *tpatch = dl_test_random((size_t)G * BATCH * P * Wp, &seed, 2.0f);
   if (proto) {
-    dl_l2_normalize_rows(tcls, G * BATCH, W);
-    dl_l2_normalize_rows(tpatch, G * BATCH * P, W);
+    dl_l2_normalize_rows(tcls, G * BATCH, Wc);
+    dl_l2_normalize_rows(tpatch, G * BATCH * P, Wp);
   }
   const dl_train_batch batch = {gimg, limg, tcls, tpatch};
 
@@ -220,9 +230,10 @@ static void run_case(const test_case *tc, dl_dtype dt) {
 int main(void) {
   if (dl_gpu_test_device()) return DL_TEST_SKIP;
   const test_case cases[] = {
-      {"proto-sinkhorn", DL_TRAIN_PROTOTYPES, true, false, 0},
-      {"proto-center-swiglu-reg2", DL_TRAIN_PROTOTYPES, false, true, 2},
-      {"features", DL_TRAIN_FEATURES, false, false, 0},
+      {"proto-sinkhorn", DL_TRAIN_PROTOTYPES, true, false, 0, false},
+      {"proto-sinkhorn-selected", DL_TRAIN_PROTOTYPES, true, false, 0, true},
+      {"proto-center-swiglu-reg2", DL_TRAIN_PROTOTYPES, false, true, 2, false},
+      {"features", DL_TRAIN_FEATURES, false, false, 0, false},
   };
   const dl_dtype types[2] = {DL_DTYPE_F32, DL_DTYPE_BF16};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

@@ -58,6 +58,31 @@ def dino_ce(student_list, teacher_list, temp=0.1):
     return total
 
 
+def dino_loss(s_cls, t_cls, G, L, B):
+    """DINOv2's DINO term over the (student crop, teacher crop) pairs: the
+    local crops against every teacher global crop, the two global crops
+    against each other, divided by the number of pairs."""
+    n_terms = G * (G - 1) + L * G
+    local = dino_ce(s_cls[G * B:].chunk(L), list(t_cls))
+    glob = dino_ce([s_cls[: G * B]], [torch.cat((t_cls[1], t_cls[0]))]) * 2
+    return (local + glob) / n_terms
+
+
+def init_(mod):
+    """Values of the size trained weights have (the official init's 1e-5
+    LayerScale and zero biases would hide most of the backbone's gradient)."""
+    with torch.no_grad():
+        for name, p in mod.named_parameters():
+            if "norm" in name and name.endswith("weight"):
+                p.uniform_(0.7, 1.3)
+            elif "gamma" in name:
+                p.uniform_(0.3, 0.6)
+            elif p.dim() >= 2 and "token" not in name and "pos_embed" not in name:
+                p.normal_(0.0, 1.0 / p.shape[-1] ** 0.5 if p.dim() == 2 else 0.1)
+            else:
+                p.normal_(0.0, 0.1)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -69,15 +94,8 @@ def main():
     res = {}
     with torch.no_grad():
         for mname, mod in list(student.items()) + list(teacher.items()):
+            init_(mod)
             for name, p in mod.named_parameters():
-                if "norm" in name and name.endswith("weight"):
-                    p.uniform_(0.7, 1.3)
-                elif "gamma" in name:
-                    p.uniform_(0.3, 0.6)
-                elif p.dim() >= 2 and "token" not in name and "pos_embed" not in name:
-                    p.normal_(0.0, 1.0 / p.shape[-1] ** 0.5 if p.dim() == 2 else 0.1)
-                else:
-                    p.normal_(0.0, 0.1)
                 res[f"init.{mname}.{name}"] = entry(p)
     for m in teacher.values():
         m.requires_grad_(False)
@@ -112,10 +130,7 @@ def main():
             t_cls = sinkhorn_knopp(teacher["teacher_dino"].last_layer(tcls), temp_s[it]).view(G, B, K)
             t_patch = sinkhorn_knopp(teacher["teacher_ibot"].last_layer(tpatch), temp_s[it])
         s_cls = student["dino_head"](torch.cat((cls_g, ol["x_norm_clstoken"])))
-        n_terms = G * (G - 1) + L * G
-        local = dino_ce(s_cls[G * B:].chunk(L), list(t_cls))
-        glob = dino_ce([s_cls[: G * B]], [torch.cat((t_cls[1], t_cls[0]))]) * 2
-        dino = (local + glob) / n_terms
+        dino = dino_loss(s_cls, t_cls, G, L, B)
         s_patch = student["ibot_head"](patch_g.flatten(0, 1))
         p = patch_g.shape[1]
         ibot = -(torch.sum(t_patch * F.log_softmax(s_patch / 0.1, dim=-1), dim=-1) / p).sum() / (G * B)

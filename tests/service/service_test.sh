@@ -33,8 +33,9 @@
 #            the group forms: exit 0 at once
 # minutes    checkpoints by time only (every 0.0002 minutes): written at the
 #            steps the clock picks, the last 2 kept with their exports
-# hires      the last 4 steps at 42 px: the switch at step 8, the 42 px
-#            targets, the export's 3x3 position grid, and exact resumes from
+# hires      4 steps at 42 px after 8 at 28: the switch at step 8, the 42 px
+#            targets, the export's 3x3 position grid, the phase's own
+#            schedules, the export event's EMA share, and exact resumes from
 #            the checkpoints before and after the switch
 set -euo pipefail
 case_name=$1 distill=$2 src=$3 work=$4 grid_teacher=${5:-}
@@ -112,7 +113,8 @@ def losses(path):
     for line in open(path):
         r = json.loads(line)
         if "loss" in r:
-            out[r["step"]] = tuple(r[k] for k in ("loss", "dino", "ibot", "koleo", "feat_cls", "feat_cos", "feat_l1"))
+            out[r["step"]] = tuple(r[k] for k in ("loss", "dino", "ibot", "koleo", "feat_cls", "feat_cos", "feat_l1",
+                                                   "lr", "wd", "momentum", "teacher_temp"))
     return out
 a, b = losses(sys.argv[1]), losses(sys.argv[2])
 bad = [s for s in a if b.get(s) != a[s]]
@@ -593,6 +595,28 @@ print(f"resolutions by step: {res}; exported pos_embed {pos}")
 sys.exit(0 if res == [28] * 8 + [42] * 4 and pos == [1, 10, 32] else 1)
 PY
   ok "steps 0-7 at 28 px, 8-11 at 42 px; the exported EMA has a 3x3 position grid"
+  # The phase's schedules as the recipe sets them (lr warmup 0 -> 0.004 over
+  # 2 steps, then a cosine to 5e-4; momentum cosine 0.9 -> 0.95; wd 0.1 and
+  # teacher temperature 0.05 constant), and the export event's EMA share
+  # equal to 1 - the product of the momenta the rows logged.
+  python3 - "$ref/metrics.jsonl" <<'PY' || fail "hires schedules"
+import json, math, sys
+lines = [json.loads(l) for l in open(sys.argv[1])]
+rows = {r["step"]: r for r in lines if "loss" in r}
+export = [r for r in lines if r.get("event") == "export"]
+cos = lambda a, b, i, n: b + 0.5 * (a - b) * (1 + math.cos(math.pi * i / n))
+want = {8: (0.0, 0.9), 9: (0.004, cos(0.9, 0.95, 1, 4)), 10: (0.004, cos(0.9, 0.95, 2, 4)),
+        11: (cos(0.004, 0.0005, 1, 2), cos(0.9, 0.95, 3, 4))}
+got = {s: (rows[s]["lr"], rows[s]["momentum"]) for s in want}
+close = lambda a, b: abs(a - b) <= 1e-6 * max(abs(b), 1e-9)
+ok = all(close(got[s][0], want[s][0]) and close(got[s][1], want[s][1]) and close(rows[s]["wd"], 0.1) and
+         close(rows[s]["teacher_temp"], 0.05) for s in want)
+share = 1 - math.prod(rows[s]["momentum"] for s in want)
+print(f"hires lr/momentum by step: {got}; export: {export}; 1 - prod(momentum) = {share:.9g}")
+ok = ok and len(export) == 1 and export[0]["step"] == 12 and close(export[0]["ema_hires_share"], share)
+sys.exit(0 if ok else 1)
+PY
+  ok "the phase's own lr, momentum, wd and teacher temperature; the export's EMA share = 1 - prod(momentum)"
   for c in 8 10; do
     out=$work/hires-from-$c
     mkdir -p "$out"

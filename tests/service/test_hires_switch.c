@@ -3,7 +3,9 @@
 // switched model at 42 px computes what the unswitched one computes there by
 // on-the-fly interpolation (the first high-resolution step starts where the
 // official code would), the EMA table is resized the same way, the second
-// Adam moment stays non-negative, and everything else carries over bit for bit.
+// Adam moment stays non-negative, everything else carries over bit for bit,
+// and the switched trainer trains with the phase's configuration (its own
+// local crop size and learning rate).
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,10 +47,16 @@ static void run(int registers) {
 
   dl_vit hv;
   dl_trainer ht;
-  CHECK(dl_hires_switch(&t, 42, &hv, &ht, &err) == 0, "%s: switch to 42 px", mode);
-  CHECK(hv.cfg.pos_grid == 3 && ht.step == 2 && ht.cfg.global_size == 42 && ht.patches == 9,
-        "%s: grid %d, step %ld, global size %d, %d patches", mode, hv.cfg.pos_grid, ht.step, ht.cfg.global_size,
-        ht.patches);
+  // The phase's own configuration: larger local crops, another learning rate.
+  dl_train_config hc = cfg;
+  hc.global_size = 42;
+  hc.local_size = 28;
+  hc.sched.lr = hc.sched.last_layer_lr = dl_schedule_constant(3e-3);
+  CHECK(dl_hires_switch(&t, &hc, &hv, &ht, &err) == 0, "%s: switch to 42 px", mode);
+  CHECK(hv.cfg.pos_grid == 3 && ht.step == 2 && ht.cfg.global_size == 42 && ht.cfg.local_size == 28 &&
+            ht.patches == 9,
+        "%s: grid %d, step %ld, global size %d, local size %d, %d patches", mode, hv.cfg.pos_grid, ht.step,
+        ht.cfg.global_size, ht.cfg.local_size, ht.patches);
 
   const int n = 2, P = 9, D = 32;
   float *x = random_floats((size_t)n * 3 * 42 * 42, 5);
@@ -89,13 +97,15 @@ static void run(int registers) {
   CHECK(same, "%s: every other backbone tensor and both heads (params, EMA, Adam moments) carried over bit for bit", mode);
   // And the switched trainer trains.
   float *g42 = random_floats(4 * 3 * 42 * 42, 6), *tp42 = random_floats(4 * 9 * 8, 7);
-  dl_train_batch b42 = {g42, l, tc, tp42};
-  CHECK(dl_trainer_step(&ht, &b42, &rep, &err) == 0 && rep.total == rep.total && ht.step == 3,
-        "%s: a 42 px step after the switch: loss %.4f", mode, rep.total);
+  float *l28 = random_floats(2 * 3 * 28 * 28, 8);
+  dl_train_batch b42 = {g42, l28, tc, tp42};
+  CHECK(dl_trainer_step(&ht, &b42, &rep, &err) == 0 && rep.total == rep.total && ht.step == 3 && rep.lr == 3e-3,
+        "%s: a step after the switch (42 px globals, 28 px locals) at the phase's lr %g: loss %.4f", mode, rep.lr,
+        rep.total);
 
   dl_vit_workspace_free(&ws);
   free(g), free(l), free(tc), free(tp), free(x), free(c0), free(c1), free(p0), free(p1), free(r0), free(r1);
-  free(want), free(g42), free(tp42);
+  free(want), free(g42), free(tp42), free(l28);
   dl_trainer_free(&ht);
   dl_vit_free(&hv);
   dl_trainer_free(&t);

@@ -1,6 +1,7 @@
 // The recipe's student sections: the S/B/L recipes load with the paper's
-// numbers and their presets, and every kind of bad value is refused with
-// FILE:LINE and the key's full name.
+// numbers (and their ImageNet-1k variants with its length) and their presets,
+// and every kind of bad value is refused with FILE:LINE and the key's full
+// name, the high-resolution phase's keys included.
 #include <math.h>
 #include <string.h>
 
@@ -12,34 +13,42 @@ static int parse(const char *text, dl_recipe *r, dl_err *err) {
   return dl_recipe_parse("r.yaml", (const uint8_t *)text, strlen(text), r, err);
 }
 
+// The paper's recipes (Table 16 of arXiv 2304.07193) and their ImageNet-1k
+// variants: shapes, the main phase's numbers and the high-resolution phase.
 static void check_family(void) {
-  const struct { const char *file; int dim, depth, heads, hidden; } want[] = {
-      {"vits14", 384, 12, 6, 1536}, {"vitb14", 768, 12, 12, 3072}, {"vitl14", 1024, 24, 16, 4096}};
-  for (int i = 0; i < 3; i++) {
-    char path[512];
-    snprintf(path, sizeof path, "%s/recipes/%s.yaml", DISTILL_SOURCE_DIR, want[i].file);
-    dl_recipe r;
-    dl_err err;
-    int rc = dl_recipe_load(path, &r, &err);
-    CHECK(rc == 0, "%s loads%s%s", want[i].file, rc ? ": " : "", rc ? err.msg : "");
-    if (rc) continue;
-    const dl_recipe_model *m = &r.model;
-    CHECK(m->dim == want[i].dim && m->depth == want[i].depth && m->heads == want[i].heads &&
-              m->ffn_hidden == want[i].hidden && !m->swiglu && m->layerscale == 1e-5f && m->drop_path == 0.0f,
-          "%s: %d wide, %d blocks, %d heads, MLP %d, LayerScale 1e-5, drop path 0", want[i].file, m->dim, m->depth,
-          m->heads, m->ffn_hidden);
-    dl_train_config tc;
-    dl_student_train_config(&r, 1, r.crops.global_size, NULL, m->dim, &tc);
-    CHECK(r.train.batch == 2048 && fabs(tc.sched.lr.base - 1e-3 * sqrt(2.0)) < 1e-12 && r.hires.steps == 10000 &&
-              r.hires.size == 518 && tc.sched.wd.base == 0.04 && tc.sched.wd.final == 0.2 &&
-              tc.sched.momentum.base == 0.994 && tc.adamw.clip == 3.0f && tc.adamw.patch_embed_lr_mult == 0.2f,
-          "%s: batch 2048, lr %.6g = 1e-3 * sqrt(2048 / 1024), wd 0.04 -> 0.2, EMA 0.994 -> 1, clip 3, "
-          "patch-embed lr x0.2, 10,000 steps at 518",
-          want[i].file, tc.sched.lr.base);
-    int blocks;
-    CHECK(dl_recipe_rank_blocks(&r, 8, &blocks, &err) == 0 && blocks == 8, "%s: 8 ranks take 8 blocks of 32 each per step",
-          want[i].file);
-  }
+  const struct { const char *size; int dim, depth, heads, hidden; } want[] = {
+      {"s", 384, 12, 6, 1536}, {"b", 768, 12, 12, 3072}, {"l", 1024, 24, 16, 4096}};
+  const struct { const char *suffix; long steps, warmup; } kinds[] = {{"", 625000, 100000}, {"-in1k", 125000, 12500}};
+  for (int i = 0; i < 3; i++)
+    for (int k = 0; k < 2; k++) {
+      char path[512], file[32];
+      snprintf(file, sizeof file, "vit%s14%s", want[i].size, kinds[k].suffix);
+      snprintf(path, sizeof path, "%s/recipes/%s.yaml", DISTILL_SOURCE_DIR, file);
+      dl_recipe r;
+      dl_err err;
+      int rc = dl_recipe_load(path, &r, &err);
+      CHECK(rc == 0, "%s loads%s%s", file, rc ? ": " : "", rc ? err.msg : "");
+      if (rc) continue;
+      const dl_recipe_model *m = &r.model;
+      CHECK(m->dim == want[i].dim && m->depth == want[i].depth && m->heads == want[i].heads &&
+                m->ffn_hidden == want[i].hidden && !m->swiglu && m->layerscale == 1e-5f && m->drop_path == 0.0f,
+            "%s: %d wide, %d blocks, %d heads, MLP %d, LayerScale 1e-5, drop path 0", file, m->dim, m->depth,
+            m->heads, m->ffn_hidden);
+      dl_train_config tc;
+      dl_student_train_config(&r, 1, r.crops.global_size, NULL, m->dim, &tc);
+      CHECK(r.train.batch == 2048 && r.train.steps == kinds[k].steps && r.optim.warmup == kinds[k].warmup &&
+                tc.sched.lr.base == 1e-3 && tc.sched.lr.final == 1e-6 && tc.sched.wd.base == 0.04 &&
+                tc.sched.wd.final == 0.2 && tc.sched.momentum.base == 0.994 && tc.sched.momentum.final == 1.0 &&
+                tc.adamw.layer_decay == 1.0f && tc.adamw.clip == 3.0f && tc.adamw.patch_embed_lr_mult == 0.2f,
+            "%s: batch 2048, %ld steps, %ld warmup, peak lr %g (Table 16's 1e-3, not scaled again), wd 0.04 -> 0.2, "
+            "EMA 0.994 -> 1, layer decay %g, clip 3, patch-embed lr x0.2",
+            file, r.train.steps, r.optim.warmup, tc.sched.lr.base, tc.adamw.layer_decay);
+      CHECK(r.hires.steps == 10000 && r.hires.size == 518 && dl_student_total_steps(&r) == kinds[k].steps + 10000,
+            "%s: then 10,000 steps at 518 px (%ld in all)", file, dl_student_total_steps(&r));
+      int blocks;
+      CHECK(dl_recipe_rank_blocks(&r, 8, &blocks, &err) == 0 && blocks == 8,
+            "%s: 8 ranks take 8 blocks of 32 each per step", file);
+    }
 }
 
 static void check_refusals(void) {
@@ -50,8 +59,18 @@ static void check_refusals(void) {
       {"optim:\n  wramup: 3\n", "r.yaml:10: unknown key 'wramup' in section optim"},
       {"model:\n  size: huge\n", "r.yaml:9: key 'model' repeated in the recipe"},
       {"ema:\n  momentum: 1.5\n", "r.yaml:10: ema.momentum: 1.5 is outside [0, 1]"},
-      {"hires:\n  steps: 11\n", "r.yaml: hires.steps 11 exceeds train.steps 10"},
       {"hires:\n  steps: 2\n  size: 500\n", "r.yaml: hires.size 500 is not a multiple of model.patch 14"},
+      {"hires:\n  steps: 2\n  local_size: 50\n", "r.yaml: hires.local_size 50 is not a multiple of model.patch 14"},
+      {"hires:\n  steps: 4\n  warmup: 5\n", "r.yaml: hires.warmup 5 exceeds hires.steps 4"},
+      {"hires:\n  lr: fast\n", "r.yaml:10: hires.lr: 'fast' is not a number"},
+      {"hires:\n  min_lr: -1\n", "r.yaml:10: hires.min_lr: -1 is outside [0, 10]"},
+      {"hires:\n  warmup: -2\n", "r.yaml:10: hires.warmup: expected an integer in [0, 1099511627776], got '-2'"},
+      {"hires:\n  momentum: 1.5\n", "r.yaml:10: hires.momentum: 1.5 is outside [0, 1]"},
+      {"hires:\n  momentum_end: x\n", "r.yaml:10: hires.momentum_end: 'x' is not a number"},
+      {"hires:\n  weight_decay: 11\n", "r.yaml:10: hires.weight_decay: 11 is outside [0, 10]"},
+      {"hires:\n  teacher_temp: 0\n", "r.yaml:10: hires.teacher_temp: 0 is outside [0.0001, 10]"},
+      {"hires:\n  local_size: 4\n", "r.yaml:10: hires.local_size: expected an integer in [8, 2048], got '4'"},
+      {"hires:\n  lrr: 1\n", "r.yaml:10: unknown key 'lrr' in section hires (steps, size, local_size, lr, min_lr"},
       {"checkpoint:\n  keep: 0\n", "r.yaml:10: checkpoint.keep: expected an integer in [1, 100000], got '0'"},
       {"train2:\n  x: 1\n", "r.yaml:9: unknown section 'train2'"},
   };
@@ -125,6 +144,7 @@ static void check_paths(void) {
 static void check_streams(void) {
   const struct { const char *teacher, *students[3]; } pairs[] = {
       {"teacher-vitg14", {"vits14", "vitb14", "vitl14"}},
+      {"teacher-vitg14-in1k", {"vits14-in1k", "vitb14-in1k", "vitl14-in1k"}},
       {"demo-serve", {"demo-student-features", "demo-student-prototypes", NULL}},
   };
   for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {

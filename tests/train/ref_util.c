@@ -1,6 +1,8 @@
 #include "tests/train/ref_util.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tests/harness.h"
 
@@ -31,6 +33,21 @@ double ref_compare(const dl_safetensors *st, const char *name, const float *got,
   CHECK(e <= tol, "%s: relative error %.3g <= %.0e", name, e, tol);
   free(ref);
   return e;
+}
+
+int ref_load_layout(const dl_safetensors *st, const char *prefix, const dl_vit_layout *l, float *dst) {
+  int n = 0;
+  char name[160];
+  for (int i = 0; i < l->count; i++) {
+    const dl_param_entry *e = &l->entries[i];
+    if (e->numel == 0) continue;  // an absent tensor (no registers, no mask token)
+    snprintf(name, sizeof name, "%s.%s", prefix, e->name);
+    size_t got = 0;
+    float *v = ref_read(st, name, &got);
+    if (v && got == e->numel) memcpy(dst + e->offset, v, got * sizeof(float)), n++;
+    free(v);
+  }
+  return n;
 }
 
 float ref_rand(unsigned long long *s) {

@@ -22,23 +22,12 @@ typedef struct traced {
   dl_optim_module mod;
 } traced;
 
+// prefix.module.NAME for each entry of the layout (ref_util.h).
 static int load_all(const dl_safetensors *st, const char *prefix, const char *module, const dl_vit_layout *l,
                     float *dst) {
-  int n = 0;
-  char name[160];
-  for (int i = 0; i < l->count; i++) {
-    const dl_param_entry *e = &l->entries[i];
-    if (e->numel == 0) continue;
-    snprintf(name, sizeof name, "%s.%s.%s", prefix, module, e->name);
-    size_t got = 0;
-    float *v = ref_read(st, name, &got);
-    if (v && got == e->numel) {
-      memcpy(dst + e->offset, v, got * sizeof(float));
-      n++;
-    }
-    free(v);
-  }
-  return n;
+  char full[96];
+  snprintf(full, sizeof full, "%s.%s", prefix, module);
+  return ref_load_layout(st, full, l, dst);
 }
 
 static int tensors_of(const dl_vit_layout *l) {

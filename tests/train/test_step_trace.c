@@ -17,24 +17,6 @@
 
 #define STEPS 3
 
-static int load_module(const dl_safetensors *st, const char *prefix, const dl_vit_layout *l, float *dst) {
-  int n = 0;
-  char name[160];
-  for (int i = 0; i < l->count; i++) {
-    const dl_param_entry *e = &l->entries[i];
-    if (e->numel == 0) continue;
-    snprintf(name, sizeof name, "%s.%s", prefix, e->name);
-    size_t got = 0;
-    float *v = ref_read(st, name, &got);
-    if (v && got == e->numel) {
-      memcpy(dst + e->offset, v, got * sizeof(float));
-      n++;
-    }
-    free(v);
-  }
-  return n;
-}
-
 // The key third of attn.qkv.bias has a gradient that is zero in exact
 // arithmetic (a key bias adds q.b to every score of a query, which softmax
 // ignores): both sides hold float noise there, which Adam's normalization
@@ -87,7 +69,7 @@ int main(int argc, char **argv) {
   dl_vit_config vc = {.patch = 4, .dim = 32, .depth = 2, .heads = 2, .ffn_hidden = 64, .registers = 0,
                       .pos_grid = 4, .ffn = DL_FFN_MLP, .interp = DL_INTERP_LEGACY};
   dl_vit_init_empty(&vit, &vc);
-  int loaded = load_module(&st, "init.backbone", &vit.layout, vit.params);
+  int loaded = ref_load_layout(&st, "init.backbone", &vit.layout, vit.params);
   dl_head_config hc = {.in_dim = 32, .hidden_dim = 48, .out_dim = 8, .nlayers = 3, .prototypes = 16};
   dl_head_config tc = hc;
   tc.in_dim = 64;
@@ -95,7 +77,7 @@ int main(int argc, char **argv) {
   const char *tnames[2] = {"init.teacher_dino", "init.teacher_ibot"};
   for (int k = 0; k < 2; k++) {
     dl_head_init(&teacher[k], &tc);
-    loaded += load_module(&st, tnames[k], &teacher[k].layout, teacher[k].params);
+    loaded += ref_load_layout(&st, tnames[k], &teacher[k].layout, teacher[k].params);
   }
   dl_train_config cfg = {
       .mode = DL_TRAIN_PROTOTYPES, .batch = 4, .global_crops = 2, .local_crops = 2, .global_size = 16,
@@ -118,7 +100,7 @@ int main(int argc, char **argv) {
   for (int k = 0; k < 2; k++) {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "init.%s", hnames[k]);
-    loaded += load_module(&st, prefix, &t.heads[k].layout, t.heads[k].params);
+    loaded += ref_load_layout(&st, prefix, &t.heads[k].layout, t.heads[k].params);
     // The EMA starts from the loaded values, as PyTorch's copy does.
     memcpy(t.mods[k + 1].ema, t.heads[k].params, t.heads[k].layout.total * sizeof(float));
   }

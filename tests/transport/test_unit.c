@@ -237,6 +237,32 @@ static void test_envelopes(void) {
   dl_encoded_block_unref(e);
 }
 
+// WELCOME carries one width per target (ViT-g/14's heads: DINO 384, iBOT
+// 256); a width beyond DL_TARGET_DIM_MAX is refused.
+static void test_welcome_widths(void) {
+  Distill__Welcome w = DISTILL__WELCOME__INIT;
+  w.teacher_id = "t0", w.embed_dim = 384, w.patch_dim = 256, w.heads_hash = 0x1234;
+  dl_envelope e;
+  dl_envelope_init(&e);
+  e.body_case = DISTILL__ENVELOPE__BODY_WELCOME, e.welcome = &w;
+  size_t n;
+  uint8_t *env = dl_envelope_pack(&e, &n);
+  dl_envelope *d;
+  dl_err err;
+  int rc = dl_envelope_decode(env, n, &d, &err);
+  CHECK(rc == 0 && d->welcome->embed_dim == 384 && d->welcome->patch_dim == 256,
+        "a WELCOME with cls width 384 and patch width 256 round-trips (%u, %u)", rc ? 0 : d->welcome->embed_dim,
+        rc ? 0 : d->welcome->patch_dim);
+  if (rc == 0) dl_envelope_free(d);
+  free(env);
+  w.patch_dim = DL_TARGET_DIM_MAX + 1;
+  env = dl_envelope_pack(&e, &n);
+  rc = dl_envelope_decode(env, n, &d, &err);
+  CHECK(rc != 0, "a WELCOME with a patch width of %d is refused: %s", DL_TARGET_DIM_MAX + 1, rc ? err.msg : "decoded");
+  if (rc == 0) dl_envelope_free(d);
+  free(env);
+}
+
 static void test_cache(void) {
   dl_encoded_block *b[4];
   for (int i = 0; i < 4; i++) b[i] = synthetic_block((uint64_t)i);
@@ -367,6 +393,7 @@ int main(void) {
   test_codecs();
   test_codec_spec();
   test_envelopes();
+  test_welcome_widths();
   test_encode_take();
   test_cache();
   test_rendezvous();

@@ -33,7 +33,8 @@ static void put_envelope(const char *dir, const char *name, const dl_envelope *e
 }
 
 // The student's messages of protocol 2: HELLO with stream text, plan and
-// cursor, REQUEST and HEARTBEAT with a cursor, BYE; the teacher's HOLD.
+// cursor, REQUEST and HEARTBEAT with a cursor, BYE; the teacher's HOLD and
+// WELCOME (with the patch targets' own width).
 static void put_control_messages(const char *dir) {
   dl_envelope e;
   Distill__Phase p0 = DISTILL__PHASE__INIT, p1 = DISTILL__PHASE__INIT, *plan[2] = {&p0, &p1};
@@ -66,6 +67,13 @@ static void put_control_messages(const char *dir) {
   dl_envelope_init(&e);
   e.body_case = DISTILL__ENVELOPE__BODY_BYE, e.bye = &bye;
   put_envelope(dir, "bye-finished", &e);
+  // The teacher's WELCOME with one width per target (ViT-g/14's heads).
+  Distill__Welcome w = DISTILL__WELCOME__INIT;
+  w.teacher_id = "teacher-0", w.incarnation = 0x5eed, w.embed_dim = 384, w.patch_dim = 256, w.patch_tokens = 256;
+  w.weights_hash = 0xabcd, w.heads_hash = 0x1234, w.heartbeat_ms = 1000;
+  dl_envelope_init(&e);
+  e.body_case = DISTILL__ENVELOPE__BODY_WELCOME, e.welcome = &w;
+  put_envelope(dir, "welcome-widths", &e);
 }
 
 int main(int argc, char **argv) {
