@@ -58,6 +58,10 @@ static int cuda_devices(const char *device, int rank, int world, int *local_rank
   const int count = dl_gpu_device_count(&err);
   if (count < 0) dl_die_input("student: --device cuda: %s", err.msg);
   if (dl_local_rank(rank, local_rank, &err)) dl_die_input("student: --device cuda: %s", err.msg);
+  // More ranks on this machine than GPUs: refused here, before the group forms, by every rank.
+  int local_size = 0;
+  if (dl_local_size(&local_size, &err) || dl_gpu_for_rank(*local_rank, local_size, count, &err) < 0)
+    dl_die_input("student: --device cuda: %s", err.msg);
 #ifdef DISTILL_HAVE_NCCL
   (void)world;
 #else

@@ -17,6 +17,7 @@
 #include "teacher/teacher_model.h"
 #include "transport/malloc_tuning.h"
 #include "transport/synthetic.h"
+#include "student/gpu_rank.h"
 #include "student/metrics_http.h"
 #include "transport/teacher_server.h"
 
@@ -61,17 +62,24 @@ static void check_range(const char *flag, int v, int lo, int hi) {
   if (v < lo || v > hi) dl_die_input("teacher: --%s must lie in [%d, %d], got %d", flag, lo, hi, v);
 }
 
-// --device: NULL for the CPU forward, else the backend; bad input exits 2.
-static const dl_forward_backend *forward_backend(const char *device, const char *recipe_path) {
+// --device: NULL for the CPU forward, else the backend on GPU `gpu` (-1:
+// this process's local rank from the launcher, else 0); bad input exits 2.
+static const dl_forward_backend *forward_backend(const char *device, const char *recipe_path, int gpu) {
   if (strcmp(device, "cpu") == 0) return NULL;
   if (strcmp(device, "cuda") != 0) dl_die_input("teacher: --device %s: use cpu or cuda", device);
 #ifdef DISTILL_HAVE_CUDA_BACKEND
   if (!recipe_path) dl_die_input("teacher: --device cuda runs the recipe's model: it needs --recipe R");
   dl_err err;
-  if (dl_gpu_device_count(&err) < 0) dl_die_input("teacher: --device cuda: %s", err.msg);
+  const int count = dl_gpu_device_count(&err);
+  if (count < 0) dl_die_input("teacher: --device cuda: %s", err.msg);
+  if (gpu < 0 && dl_local_rank(0, &gpu, &err)) dl_die_input("teacher: --device cuda: %s", err.msg);
+  if (gpu >= count)
+    dl_die_input("teacher: --gpu %d: this machine has %d GPU%s (0 to %d)", gpu, count, count == 1 ? "" : "s",
+                 count - 1);
+  dl_teacher_cuda_use_gpu(gpu);
   return &dl_teacher_cuda_backend;
 #else
-  (void)recipe_path;
+  (void)recipe_path, (void)gpu;
   dl_die_input("teacher: --device cuda: " DL_NO_CUDA_BACKEND);
 #endif
 }
@@ -85,7 +93,7 @@ int cmd_teacher(int argc, char **argv) {
   double grace_s = -1;
   // -1 / NULL: not given (the recipe's value, else the default)
   int block_size = 32, crops = 2, zstd_level = -1, cache_mb = -1, heartbeat_ms = 1000;
-  int dead_after_ms = 5000, max_msg_kb = 1024, io_threads = 1;
+  int dead_after_ms = 5000, max_msg_kb = 1024, io_threads = 1, gpu = -1;
   bool store_write = false, quiet = false;
   const dl_flag flags[] = {
       {"recipe", DL_FLAG_STRING, &recipe_path, "FILE", "serve the model of the recipe's teacher section on its data"},
@@ -122,6 +130,9 @@ int cmd_teacher(int argc, char **argv) {
       {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no event log lines"},
       {"device", DL_FLAG_STRING, &device, "cpu|cuda",
        "where --recipe's forward passes run (default cpu); cuda: the backbone and heads in bf16 (distill-gpu)"},
+      {"gpu", DL_FLAG_INT, &gpu, "N",
+       "with --device cuda: the GPU to run on (default: the local rank from OMPI_COMM_WORLD_LOCAL_RANK, "
+       "SLURM_LOCALID or LOCAL_RANK, else 0)"},
   };
   const dl_command_spec spec = {
       "teacher", "(--recipe R | --synthetic D,P | --store DIR) [options]",
@@ -141,7 +152,7 @@ int cmd_teacher(int argc, char **argv) {
   dl_synthetic_spec syn = {0};
   dl_err err;
   if (!synthetic && !store && !recipe_path) dl_die_input("teacher: needs --recipe R, --synthetic D,P or --store DIR");
-  const dl_forward_backend *backend = forward_backend(device, recipe_path);
+  const dl_forward_backend *backend = forward_backend(device, recipe_path, gpu);
   if (synthetic && recipe_path) dl_die_input("teacher: --synthetic and --recipe exclude each other");
   if (synthetic && dl_synthetic_parse(synthetic, &syn, &err)) dl_die_input("teacher: %s", err.msg);
   dl_recipe rec;
@@ -209,7 +220,16 @@ int cmd_teacher(int argc, char **argv) {
   cfg.patch_tokens = syn.patches;
   dl_teacher_model model = {0};
   if (recipe_path) {
-    if (dl_teacher_model_open(&rec, backend, &model, &err)) dl_die_input("teacher: %s", err.msg);
+    if (dl_teacher_model_open(&rec, backend, &model, &err)) {
+#ifdef DISTILL_HAVE_CUDA_BACKEND
+      // The GPU failing at start (memory, driver) is a runtime failure, not bad input.
+      if (backend && dl_teacher_cuda_start_failed()) {
+        fprintf(stderr, "distill: teacher: %s\n", err.msg);
+        return 1;
+      }
+#endif
+      dl_die_input("teacher: %s", err.msg);
+    }
     cfg.embed_dim = model.cls_dim;
     cfg.patch_dim = model.patch_dim;
     cfg.patch_tokens = model.patch_tokens;

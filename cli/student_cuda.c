@@ -1,5 +1,6 @@
 #include "cli/student_cuda.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 
 #include <cuda_runtime.h>
@@ -21,9 +22,9 @@ struct dl_student_cuda {
 
 #ifdef DISTILL_HAVE_NCCL
 static int make_nccl_id(void *id, size_t n, void *ctx, dl_err *err) {
-  (void)n, (void)ctx, (void)err;
+  (void)n, (void)ctx;
   dl_nccl_dp_make_id(id);
-  return 0;
+  return dl_cuda_take_error(err);
 }
 
 // Rank 0's id through the group, then the communicator: the step's group.
@@ -43,9 +44,15 @@ static int join_nccl(dl_student_cuda *c, dl_group *g, dl_err *err) {
 #endif
 
 dl_student_cuda *dl_student_cuda_open(dl_group *g, int local_rank, int device_count, dl_err *err) {
+  const int device = dl_gpu_for_rank(local_rank, 0, device_count, err);
+  if (device < 0) return NULL;
   dl_student_cuda *c = dl_calloc(1, sizeof *c);
-  c->device = dl_gpu_for_rank(local_rank, device_count);
-  cudaCheck(cudaSetDevice(c->device));
+  c->device = device;
+  if (dl_cuda_failed_call(cudaSetDevice(c->device), "cudaSetDevice", __FILE__, __LINE__)) {
+    dl_cuda_take_error(err);
+    free(c);
+    return NULL;
+  }
   c->group = (dl_cuda_data_parallel){.world = 1};
   if (g->world > 1 && join_nccl(c, g, err)) {
     free(c);
@@ -56,11 +63,13 @@ dl_student_cuda *dl_student_cuda_open(dl_group *g, int local_rank, int device_co
 
 void dl_student_cuda_close(dl_student_cuda *c) {
   if (!c) return;
-  cudaCheck(cudaSetDevice(c->device));
 #ifdef DISTILL_HAVE_NCCL
-  if (c->dp.comm) dl_nccl_dp_free(&c->dp);
+  if (!dl_cuda_failed_call(cudaSetDevice(c->device), "cudaSetDevice", __FILE__, __LINE__) && c->dp.comm)
+    dl_nccl_dp_free(&c->dp);
 #endif
   free(c);
+  dl_err err;  // nothing to return to: a failure while closing is one line
+  if (dl_cuda_take_error(&err)) fprintf(stderr, "distill: student: --device cuda: closing: %s\n", err.msg);
 }
 
 int dl_student_cuda_device(const dl_student_cuda *c) { return c->device; }
@@ -75,7 +84,7 @@ typedef struct step_state {
 // moments, EMA, centers, step): every rank starts from the same state.
 static void *start(void *user, dl_trainer *host, dl_err *err) {
   dl_student_cuda *c = user;
-  cudaCheck(cudaSetDevice(c->device));
+  cudaCheckOr(cudaSetDevice(c->device), (dl_cuda_take_error(err), NULL));
   step_state *st = dl_malloc(sizeof *st);
   st->owner = c;
   if (dl_cuda_trainer_init(&st->trainer, host->student, &host->cfg, host->teacher_last[0], host->teacher_last[1], 0,
@@ -84,28 +93,35 @@ static void *start(void *user, dl_trainer *host, dl_err *err) {
     return NULL;
   }
   dl_cuda_trainer_upload(&st->trainer, host);
+  if (dl_cuda_take_error(err)) {
+    free(st);  // the process ends on this error (exit status 1), the device memory with it
+    return NULL;
+  }
   return st;
 }
 
 static int step(void *ctx, dl_trainer *host, const dl_train_batch *batch, dl_step_report *report, dl_err *err) {
   step_state *st = ctx;
-  cudaCheck(cudaSetDevice(st->owner->device));
+  cudaCheckOr(cudaSetDevice(st->owner->device), dl_cuda_take_error(err));
   const int rc = dl_cuda_trainer_step(&st->trainer, batch, report, err);
   host->step = st->trainer.step;
   return rc;
 }
 
-static void sync_host(void *ctx, dl_trainer *host) {
+static int sync_host(void *ctx, dl_trainer *host, dl_err *err) {
   step_state *st = ctx;
-  cudaCheck(cudaSetDevice(st->owner->device));
+  cudaCheckOr(cudaSetDevice(st->owner->device), dl_cuda_take_error(err));
   dl_cuda_trainer_download(&st->trainer, host);
+  return dl_cuda_take_error(err);  // a failed copy: no checkpoint of a half-copied state
 }
 
 static void stop(void *ctx) {
   step_state *st = ctx;
-  cudaCheck(cudaSetDevice(st->owner->device));
-  dl_cuda_trainer_free(&st->trainer);
+  if (!dl_cuda_failed_call(cudaSetDevice(st->owner->device), "cudaSetDevice", __FILE__, __LINE__))
+    dl_cuda_trainer_free(&st->trainer);
   free(st);
+  dl_err err;  // nothing to return to: a failure while freeing is one line
+  if (dl_cuda_take_error(&err)) fprintf(stderr, "distill: student: --device cuda: stopping: %s\n", err.msg);
 }
 
 dl_step_backend dl_student_cuda_backend(dl_student_cuda *c) {

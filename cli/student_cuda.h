@@ -11,7 +11,7 @@
 
 typedef struct dl_student_cuda dl_student_cuda;
 
-// Takes GPU dl_gpu_for_rank(local_rank, device_count) (student/gpu_rank.h)
+// Takes GPU dl_gpu_for_rank(local_rank, 0, device_count) (student/gpu_rank.h)
 // and, in a group of several ranks, forms the NCCL group from rank 0's
 // unique id sent through g's broadcast: every rank calls it at the same
 // point, once the group has formed. NULL with a message when the broadcast

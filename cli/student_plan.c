@@ -52,6 +52,12 @@ static void print_header(const char *path, const dl_recipe *r, const dl_mem_reci
   else
     printf("targets: features of width %d; adaptors %d -> %d -> %d\n", s->teacher_width[0], v->dim,
            s->head[0].hidden_dim, s->head[0].out_dim);
+  if (s->mode == DL_TRAIN_PROTOTYPES) {
+    size_t c[2];
+    dl_mem_loss_chunks(s, 2, c);
+    printf("GPU losses: the student's logits in chunks of %zu (DINO) and %zu (iBOT) rows (bf16); the teacher's "
+           "logits once per head\n", c[0], c[1]);
+  }
   printf("CPU: float32, %d OpenMP threads; GPU: bf16 activations, float32 masters, gradients, moments, EMA\n\n",
          s->threads);
 }

@@ -11,14 +11,23 @@
 #include "student/reduce.h"
 
 // This rank's index among the ranks on its machine: Open MPI's
-// OMPI_COMM_WORLD_LOCAL_RANK, else Slurm's SLURM_LOCALID, else `rank` (the
-// TCP group's ranks are one per pod or machine, or numbered per machine by
-// whoever starts them). -1 when a variable is set but not a number >= 0.
+// OMPI_COMM_WORLD_LOCAL_RANK, else Slurm's SLURM_LOCALID, else torchrun's
+// LOCAL_RANK, else `rank` (the TCP group's ranks are one per pod or
+// machine, or numbered per machine by whoever starts them). -1 when a
+// variable is set but not a number >= 0.
 int dl_local_rank(int rank, int *local, dl_err *err);
 
-// The device a rank takes: local_rank % device_count (device_count >= 1),
-// so that ranks beyond the devices share them instead of failing.
-int dl_gpu_for_rank(int local_rank, int device_count);
+// The number of ranks on this machine as the launcher tells it: Open MPI's
+// OMPI_COMM_WORLD_LOCAL_SIZE, else torchrun's LOCAL_WORLD_SIZE, else
+// Slurm's SLURM_NTASKS_PER_NODE; 0 when none is set, -1 when one is set
+// but not a number >= 1.
+int dl_local_size(int *size, dl_err *err);
+
+// The device a rank takes: its local rank. -1 with one line when the
+// machine has more ranks than devices (local_size, 0 when unknown, or a
+// local rank beyond the devices): two ranks on one GPU is what NCCL
+// refuses, and sharing would halve each rank's memory.
+int dl_gpu_for_rank(int local_rank, int local_size, int device_count, dl_err *err);
 
 // Makes n bytes of id on rank 0 (0, or -1 with a message).
 typedef int (*dl_make_id)(void *id, size_t n, void *ctx, dl_err *err);

@@ -4,6 +4,7 @@
 // together against what the allocator reports.
 #include "student/memory_plan.h"
 
+#include "model/cuda/loss_chunks.h"
 #include "model/pos_embed_train.h"
 #include "student/memory_plan_rows.h"
 
@@ -219,9 +220,11 @@ static void gpu_state(const dl_mem_shape *s, size_t *g) {
 
 // The training workspaces, the heads' workspaces, and carve_step's buffers:
 // backbone outputs and gradients (bf16 and float32), the selection's
-// indices and gathered rows, the heads' outputs (bf16 and float32), their
-// gradients (float32 and bf16), the targets, centers, scratch, iBOT weights
-// and per-row losses.
+// indices and gathered rows, centers, scratch, iBOT weights and per-row
+// losses; with prototypes the teacher's logits (bf16, one copy per head),
+// their targets' row and column offsets and one chunk of the student's
+// logits; with features the adaptors' outputs (bf16 and float32) and their
+// gradients (float32 and bf16).
 static void gpu_step(const dl_mem_shape *s, size_t *g) {
   const size_t e = BF16, D = (size_t)s->student.dim, GB = (size_t)s->global_crops * s->batch, B = (size_t)s->batch;
   const size_t rc = dl_mem_rows_cls(s), rp = dl_mem_rows_patch(s), ri = dl_mem_rows_ibot(s);
@@ -241,9 +244,22 @@ static void gpu_step(const dl_mem_shape *s, size_t *g) {
   const size_t K1 = (size_t)(dl_mem_proto(s) ? s->head[1].prototypes : s->head[1].out_dim), kmax = dl_mem_max(K0, K1);
   const size_t pairs = (size_t)(s->global_crops + s->local_crops) * s->global_crops - s->global_crops;
   const size_t losses = pairs * B + ri + (size_t)s->global_crops + (GB + (size_t)s->local_crops * GB) + 2 * rp + 3;
-  g[DL_MEM_LOGITS] = 2 * (G(rc * K0 * e) + G(ri * K1 * e) + G(rc * K0 * F32) + G(ri * K1 * F32)) +
-                     (dl_mem_proto(s) ? G(GB * K0 * F32) + G(ri * K1 * F32) : 0) + G(K0 * F32) + G(K1 * F32) +
-                     G(kmax * F32) + G((kmax + 8) * F32) + G(ri * F32) + G(sizeof(double)) + G(losses * F32);
+  g[DL_MEM_LOGITS] = G(K0 * F32) + G(K1 * F32) + G((kmax + 8) * F32) + G(ri * F32) + G(sizeof(double)) +
+                     G(losses * F32);
+  if (dl_mem_proto(s)) {  // the teacher's logits once, their offsets, one chunk of the student's logits
+    size_t c[2];
+    dl_mem_loss_chunks(s, e, c);
+    g[DL_MEM_LOGITS] += G(GB * K0 * e) + G(ri * K1 * e) + G(GB * F32) + G(ri * F32) + G(K0 * F32) + G(K1 * F32) +
+                        G(dl_mem_max(c[0] * K0, c[1] * K1) * e);
+  } else {  // the adaptors' outputs and gradients, float32 and bf16
+    g[DL_MEM_LOGITS] += 2 * (G(rc * K0 * e) + G(ri * K1 * e) + G(rc * K0 * F32) + G(ri * K1 * F32));
+  }
+}
+
+void dl_mem_loss_chunks(const dl_mem_shape *s, size_t elem_bytes, size_t rows[2]) {
+  const size_t budget = dl_loss_chunk_budget();
+  rows[0] = (size_t)dl_loss_chunk_rows((int)dl_mem_rows_cls(s), s->head[0].prototypes, elem_bytes, budget);
+  rows[1] = (size_t)dl_loss_chunk_rows((int)dl_mem_rows_ibot(s), s->head[1].prototypes, elem_bytes, budget);
 }
 
 // The teacher's data as received (float32, and bf16 for the last layers),

@@ -67,6 +67,10 @@ typedef struct dl_mem_plan {
 // The count for one phase.
 void dl_mem_plan_shape(const dl_mem_shape *s, dl_mem_plan *out);
 
+// Prototypes on the GPU: the rows per chunk of the student's DINO and iBOT
+// logits (model/cuda/loss_chunks.h) for elements of elem_bytes.
+void dl_mem_loss_chunks(const dl_mem_shape *s, size_t elem_bytes, size_t rows[2]);
+
 // Bytes of the process itself (libraries, OpenMP and BLAS threads) on the
 // CPU, and the GPU's runtime estimate for a group of `world` ranks.
 size_t dl_mem_cpu_runtime_bytes(void);

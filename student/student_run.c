@@ -155,7 +155,7 @@ static int start_stream(run_state *s, dl_err *err) {
 
 static int write_checkpoint(run_state *s, dl_err *err) {
   if (s->o->rank != 0 || s->t.step == s->last_ckpt_step) return 0;
-  if (s->backend) s->o->backend->sync(s->backend, &s->t);
+  if (s->backend && s->o->backend->sync(s->backend, &s->t, err)) return -1;
   dl_checkpoint_info info = {.step = s->t.step, .cursor = group_blocks(s, s->t.step), .vit = s->vit.cfg,
                              .global_size = s->global_size, .prototypes = s->r->train.prototypes};
   char path[DL_CKPT_PATH_MAX];
@@ -299,7 +299,7 @@ static int start_backend(run_state *s, dl_err *err) {
 
 static int switch_to_hires(run_state *s, dl_err *err) {
   stop_stream(s);
-  if (s->backend) s->o->backend->sync(s->backend, &s->t);
+  if (s->backend && s->o->backend->sync(s->backend, &s->t, err)) return -1;
   stop_backend(s);
   dl_vit vit;
   dl_trainer t;

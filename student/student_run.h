@@ -24,7 +24,7 @@ typedef struct dl_step_backend {
   const char *name;
   void *(*start)(void *user, dl_trainer *host, dl_err *err);
   int (*step)(void *ctx, dl_trainer *host, const dl_train_batch *batch, dl_step_report *report, dl_err *err);
-  void (*sync)(void *ctx, dl_trainer *host);
+  int (*sync)(void *ctx, dl_trainer *host, dl_err *err);  // 0, or -1: the state did not come back
   void (*stop)(void *ctx);
   void *user;
 } dl_step_backend;

@@ -9,7 +9,7 @@
 
 #include "bench/gpu/gpu_bench_util.h"
 #include "common/timing.h"
-#include "model/cuda/cuda_check.h"
+#include "model/cuda/cuda_check_fatal.h"
 #include "model/cuda/vit_cuda.h"
 #include "model/cuda/vit_cuda_layout.h"
 
@@ -29,7 +29,7 @@ int main(int argc, char **argv) {
     return 3;
   }
   struct cudaDeviceProp prop;
-  cudaCheck(cudaGetDeviceProperties(&prop, 0));
+  cudaCheckFatal(cudaGetDeviceProperties(&prop, 0));
   const dl_vit_config cfg = {.patch = 14, .dim = 1536, .depth = 40, .heads = 24, .ffn_hidden = 4096,
                              .registers = 0, .pos_grid = 37, .ffn = DL_FFN_SWIGLU, .interp = DL_INTERP_LEGACY};
   dl_vit vit;

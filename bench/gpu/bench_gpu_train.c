@@ -21,7 +21,7 @@
 #include "bench/gpu/gpu_bench_util.h"
 #include "common/timing.h"
 #include "eval/knn.h"
-#include "model/cuda/cuda_check.h"
+#include "model/cuda/cuda_check_fatal.h"
 #include "model/cuda/train_flops.h"
 #include "model/cuda/train_step_cuda.h"
 
@@ -45,12 +45,12 @@ static int student_config(const char *size, dl_vit_config *c) {
 static float *pinned_random(size_t n, float scale, uint64_t *s) {
   float *x = malloc(n * sizeof(float));
   for (size_t i = 0; i < n; i++) x[i] = scale * dl_bench_uniform(s);
-  cudaCheck(cudaHostRegister(x, n * sizeof(float), cudaHostRegisterDefault));
+  cudaCheckFatal(cudaHostRegister(x, n * sizeof(float), cudaHostRegisterDefault));
   return x;
 }
 
 static void unpin_free(float *x) {
-  cudaCheck(cudaHostUnregister(x));
+  cudaCheckFatal(cudaHostUnregister(x));
   free(x);
 }
 
@@ -128,7 +128,7 @@ int main(int argc, char **argv) {
     return 3;
   }
   struct cudaDeviceProp prop;
-  cudaCheck(cudaGetDeviceProperties(&prop, 0));
+  cudaCheckFatal(cudaGetDeviceProperties(&prop, 0));
   int rc = 0;
   for (int k = 0; k < 2; k++) {
     const char *kind = k == 0 ? "prototypes" : "features";

@@ -34,9 +34,33 @@ void dl_cuda_layernorm_backward(dl_dtype dt, void *dx, float *dg, float *db, con
                                 const void *g, const float *mean, const float *rstd, int rows, int d,
                                 cudaStream_t s);
 
+// The float32 residual stream (residual_norm.cu). With branch (dtype) given:
+// x_out = x_in + gamma * branch in float32 (x_out may be x_in), then y =
+// LayerNorm(x_out) * g + b; with branch NULL: y = LayerNorm(x_in) * g + b
+// (x_out, gamma unused). y in dtype (the next GEMM's operand); mean, rstd
+// (float, may be NULL) keep the statistics for the backward pass.
+void dl_cuda_residual_layernorm(dl_dtype dt, float *x_out, void *y, float *mean, float *rstd, const float *x_in,
+                                const void *branch, const void *gamma, const void *g, const void *b, int rows,
+                                int d, float eps, cudaStream_t s);
+// The LayerNorm backward for a float32 input x: its input gradient is ADDED
+// to the float32 residual gradient dresid; dg, db (float, may be NULL)
+// accumulate, computed in the same pass.
+void dl_cuda_layernorm_backward_residual(dl_dtype dt, float *dresid, float *dg, float *db, const void *dy,
+                                         const float *x, const void *g, const float *mean, const float *rstd,
+                                         int rows, int d, cudaStream_t s);
+// The backward of x += gamma * y for a float32 gradient dx, in one pass:
+// dy = gamma * dx (dtype, written), dgamma += sum_r dx * y and, when dbias is
+// not NULL, the bias gradient of the layer that produced y: dbias += sum_r dy.
+void dl_cuda_layerscale_backward(dl_dtype dt, void *dy, float *dgamma, float *dbias, const float *dx, const void *y,
+                                 const void *gamma, int rows, int d, cudaStream_t s);
+
 // Exact (erf) GELU, as DINOv2's nn.GELU.
 void dl_cuda_gelu(dl_dtype dt, void *y, const void *x, size_t n, cudaStream_t s);
 void dl_cuda_gelu_backward(dl_dtype dt, void *dx, const void *dy, const void *pre, size_t n, cudaStream_t s);
+// The same on [rows, n] with the bias gradient of the layer that produced
+// pre in the same pass: db (float) += column sums of dx.
+void dl_cuda_gelu_backward_bias_grad(dl_dtype dt, void *dx, float *db, const void *dy, const void *pre, int rows,
+                                     int n, cudaStream_t s);
 
 // out[r, j] = silu(xg[r, j]) * xg[r, h + j].
 void dl_cuda_swiglu(dl_dtype dt, void *out, const void *xg, int rows, int h, cudaStream_t s);
@@ -97,11 +121,15 @@ typedef struct dl_cuda_reduce {
 // a stream of its own after the work queued on `compute` (grads_start, which
 // may be called for several ranges) and waited for by `compute`
 // (grads_finish). world <= 1: none of it is called.
+struct dl_err;  // common/err.h
 typedef struct dl_cuda_data_parallel {
   int world;
   dl_cuda_reduce reduce;
   void (*grads_start)(void *ctx, float *grads, size_t n, cudaStream_t compute);
   void (*grads_finish)(void *ctx, cudaStream_t compute);
+  // The step's final wait on `s` (instead of cudaStreamSynchronize, which a
+  // dead peer would hang): 0, or -1 with the group's failure in err.
+  int (*wait)(void *ctx, cudaStream_t s, struct dl_err *err);
   void *ctx;
 } dl_cuda_data_parallel;
 // Sinkhorn-Knopp exactly as dl_sinkhorn_knopp (global max subtracted).
@@ -163,8 +191,9 @@ void dl_cuda_clip_grad_norm(float *grads, size_t n, float max_norm, float *norm,
 // images [n, 3, h, w] float -> rows [n * gh * gw, 3 p p] in the conv weight's order.
 void dl_cuda_unfold_patches(dl_dtype dt, void *out, const float *images, int n, int h, int w, int p,
                             cudaStream_t s);
-// x [n, t, D] = [cls + pos0, registers, patches (or mask token) + pos].
-void dl_cuda_assemble_tokens(dl_dtype dt, void *x, const void *patch_tokens, const void *cls, const void *pos0,
+// x [n, t, D] (float32: the residual stream) = [cls + pos0, registers,
+// patches (or mask token) + pos].
+void dl_cuda_assemble_tokens(dl_dtype dt, float *x, const void *patch_tokens, const void *cls, const void *pos0,
                              const void *regs, const void *mask_token, const void *pos, const uint8_t *masks,
                              int n, int np, int registers, int d, cudaStream_t s);
 // Column sums of dy [rows, n] added to db (float): the bias gradient.
@@ -180,11 +209,11 @@ void dl_cuda_gather_output_grads(dl_dtype dt, void *g, const float *d_cls, const
 // [n * np, D] (dtype, each may be NULL); registers are dropped.
 void dl_cuda_split_tokens(dl_dtype dt, void *cls, void *patches, const void *x, int n, int np, int registers,
                           int d, cudaStream_t s);
-// From dx [n, t, D], the gradient of the first block's input: cls, its
+// From dx [n, t, D] (float32), the gradient of the first block's input: cls, its
 // position, registers and mask token accumulate (float); dpos [np, D] and
 // dtok [n * np, D] (zero where masked) are written.
 void dl_cuda_embed_backward(dl_dtype dt, float *g_cls, float *g_pos0, float *g_reg, float *g_mask, float *dpos,
-                            void *dtok, const void *dx, const uint8_t *masks, int n, int np, int registers, int d,
+                            void *dtok, const float *dx, const uint8_t *masks, int n, int np, int registers, int d,
                             cudaStream_t s);
 // g_src [grid*grid, d] += Wy^T dpos Wx per channel (all float).
 void dl_cuda_pos_embed_resize_backward(float *g_src, const float *dpos, const float *wy, const float *wx, int grid,

@@ -28,4 +28,47 @@ typedef struct dl_gemm_plan {
 // m, k, n as in dl_linear (x [m, k], w [n, k], y [m, n]).
 dl_gemm_plan dl_gemm_plan_make(dl_gemm_kind kind, int m, int k, int n);
 
+// What decides cuBLASLt's choice of algorithm for one call, and so keys the
+// plan cache (model/cuda/matmul.c): the plan's shape and transposes, the
+// types (cudaDataType_t values), the epilogue (cublasLtEpilogue_t) and the
+// alignment of the four pointers, which the heuristic must be told
+// (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*_BYTES): a bf16 weight at a 32-byte
+// offset gets no algorithm that assumes 256. All ints, no padding: compared
+// with memcmp.
+typedef struct dl_gemm_key {
+  int trans_a, trans_b;
+  int rows, cols, inner, lda, ldb, ldc;
+  int ab_type, c_type, epilogue, bias_type;
+  int align_a, align_b, align_c, align_d;  // bytes: 1, 2, 4, ... 256
+} dl_gemm_key;
+
+// The largest power of two, at most 256, that divides the address: what
+// the pointer can promise the heuristic. NULL (no operand) counts as 256.
+int dl_gemm_alignment(const void *p);
+
+dl_gemm_key dl_gemm_key_make(const dl_gemm_plan *p, int ab_type, int c_type, int epilogue, int bias_type,
+                             const void *a, const void *b, const void *c, const void *d);
+
+// A fixed number of plans, least recently used evicted: a training step of
+// one student meets a few dozen shapes (4 linears x 3 products x 2 crop
+// sizes, the heads), so 256 slots never evict in steady state; the bound
+// keeps a long-running teacher that sees many batch sizes from growing.
+#define DL_GEMM_CACHE_SLOTS 256
+typedef struct dl_gemm_cache_slot {
+  dl_gemm_key key;
+  unsigned long long last_use;  // 0: empty
+  void *value;                  // the caller's plan (descriptors, algorithms)
+} dl_gemm_cache_slot;
+typedef struct dl_gemm_cache {
+  dl_gemm_cache_slot slots[DL_GEMM_CACHE_SLOTS];
+  unsigned long long clock;
+  long hits, misses, evictions;
+} dl_gemm_cache;
+
+// The slot for key, marked used. *hit = 1: the slot holds key's value.
+// *hit = 0: the slot is empty or holds the least recently used entry, whose
+// key is already replaced by `key`; the caller destroys the old value (if
+// not NULL) and stores the new one.
+dl_gemm_cache_slot *dl_gemm_cache_lookup(dl_gemm_cache *c, const dl_gemm_key *key, int *hit);
+
 #endif

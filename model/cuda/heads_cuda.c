@@ -99,33 +99,54 @@ static void mlp_forward(dl_cuda_head *h, dl_cuda_head_ws *ws, const void *x, int
   }
 }
 
+void dl_cuda_head_forward_begin(dl_cuda_head *h, dl_head_mode mode, const void *x, int m, dl_cuda_head_ws *ws) {
+  const dl_head_config *c = &h->cfg;
+  DL_ASSERT(mode != DL_HEAD_BOTTLENECK && c->prototypes > 0);
+  prepare(h, ws, mode, x, m);
+  const dl_dtype dt = h->dtype;
+  cudaStream_t s = h->stream;
+  ws->zn = x;  // LAST_LAYER: the input is the normalized bottleneck
+  if (mode == DL_HEAD_FULL) {
+    mlp_forward(h, ws, x, m);
+    dl_cuda_row_normalize(dt, ws->zn_own, ws->znorm, dt, ws->pre[c->nlayers - 1], NULL, m, c->out_dim, L2_EPS, s);
+    ws->zn = ws->zn_own;
+  }
+  // W = g * v / ||v|| row by row, from the float32 master copy.
+  dl_cuda_row_normalize(dt, ws->w_eff, ws->vnorm, DL_DTYPE_F32, master(h, h->last_v), master(h, h->last_g),
+                        c->prototypes, c->out_dim, 0.0f, s);
+  // The chunks' weight gradients add up here.
+  cudaCheck(cudaMemsetAsync(ws->dw, 0, (size_t)c->prototypes * c->out_dim * sizeof(float), s));
+}
+
+void dl_cuda_head_last_rows(dl_cuda_head *h, dl_cuda_head_ws *ws, int row0, int n, void *out) {
+  const size_t e = dl_dtype_size(h->dtype), B = (size_t)h->cfg.out_dim;
+  const void *zn = (const unsigned char *)ws->zn + (size_t)row0 * B * e;
+  dl_cuda_linear(h->blas, h->dtype, out, zn, ws->w_eff, NULL, n, (int)B, h->cfg.prototypes, DL_EPILOGUE_NONE,
+                 h->stream);
+}
+
 void dl_cuda_head_forward(dl_cuda_head *h, dl_head_mode mode, const void *x, int m, void *out, dl_cuda_head_ws *ws) {
   const dl_head_config *c = &h->cfg;
   DL_ASSERT(mode == DL_HEAD_FULL || c->prototypes > 0);
+  if (mode != DL_HEAD_BOTTLENECK && c->prototypes > 0) {
+    dl_cuda_head_forward_begin(h, mode, x, m, ws);
+    dl_cuda_head_last_rows(h, ws, 0, m, out);
+    return;
+  }
   prepare(h, ws, mode, x, m);
   const dl_dtype dt = h->dtype;
   const int B = c->out_dim;
   const size_t bytes = (size_t)m * B * dl_dtype_size(dt);
   cudaStream_t s = h->stream;
-  ws->zn = x;  // LAST_LAYER: the input is the normalized bottleneck
-  if (mode != DL_HEAD_LAST_LAYER) {
-    mlp_forward(h, ws, x, m);
-    const void *z = ws->pre[c->nlayers - 1];
-    if (c->prototypes == 0) {
-      cudaCheck(cudaMemcpyAsync(out, z, bytes, cudaMemcpyDeviceToDevice, s));
-      return;
-    }
-    dl_cuda_row_normalize(dt, ws->zn_own, ws->znorm, dt, z, NULL, m, B, L2_EPS, s);
-    ws->zn = ws->zn_own;
-    if (mode == DL_HEAD_BOTTLENECK) {
-      cudaCheck(cudaMemcpyAsync(out, ws->zn_own, bytes, cudaMemcpyDeviceToDevice, s));
-      return;
-    }
+  mlp_forward(h, ws, x, m);
+  const void *z = ws->pre[c->nlayers - 1];
+  if (c->prototypes == 0) {
+    cudaCheck(cudaMemcpyAsync(out, z, bytes, cudaMemcpyDeviceToDevice, s));
+    return;
   }
-  // W = g * v / ||v|| row by row, from the float32 master copy.
-  dl_cuda_row_normalize(dt, ws->w_eff, ws->vnorm, DL_DTYPE_F32, master(h, h->last_v), master(h, h->last_g),
-                        c->prototypes, B, 0.0f, s);
-  dl_cuda_linear(h->blas, dt, out, ws->zn, ws->w_eff, NULL, m, B, c->prototypes, DL_EPILOGUE_NONE, s);
+  dl_cuda_row_normalize(dt, ws->zn_own, ws->znorm, dt, z, NULL, m, B, L2_EPS, s);
+  ws->zn = ws->zn_own;
+  cudaCheck(cudaMemcpyAsync(out, ws->zn_own, bytes, cudaMemcpyDeviceToDevice, s));
 }
 
 static void mlp_backward(dl_cuda_head *h, dl_cuda_head_ws *ws, const void *dout, float *grads, void *dx) {
@@ -144,29 +165,40 @@ static void mlp_backward(dl_cuda_head *h, dl_cuda_head_ws *ws, const void *dout,
   }
 }
 
-void dl_cuda_head_backward(dl_cuda_head *h, dl_cuda_head_ws *ws, const void *dout, float *grads, void *dx) {
+void dl_cuda_head_last_rows_backward(dl_cuda_head *h, dl_cuda_head_ws *ws, int row0, int n, const void *dout,
+                                     void *dzn) {
+  const size_t e = dl_dtype_size(h->dtype), B = (size_t)h->cfg.out_dim, off = (size_t)row0 * B * e;
+  // logits = zn W^T: dW += dlogits^T zn (float32), dzn = dlogits W for these rows.
+  dl_cuda_linear_backward(h->blas, h->dtype, (unsigned char *)(dzn ? dzn : ws->dzn) + off, ws->dw, NULL, dout,
+                          (const unsigned char *)ws->zn + off, ws->w_eff, n, (int)B, h->cfg.prototypes, 0,
+                          DL_BIAS_GRAD_ACCUMULATE, h->stream);
+}
+
+void dl_cuda_head_backward_finish(dl_cuda_head *h, dl_cuda_head_ws *ws, float *grads, void *dx) {
   const dl_head_config *c = &h->cfg;
-  const dl_dtype dt = h->dtype;
-  const int m = ws->m, B = c->out_dim, K = c->prototypes;
   cudaStream_t s = h->stream;
-  if (K == 0) {
+  const void *dzn = ws->dzn;
+  if (ws->mode != DL_HEAD_BOTTLENECK) {
+    // Through the weight norm into dg and dv.
+    dl_cuda_row_normalize_backward(DL_DTYPE_F32, gslot(h, grads, h->last_v), gslot(h, grads, h->last_g), ws->dw,
+                                   master(h, h->last_v), ws->vnorm, master(h, h->last_g), c->prototypes, c->out_dim,
+                                   0.0f, 1, s);
+    if (ws->mode == DL_HEAD_LAST_LAYER) return;
+  }
+  dl_cuda_row_normalize_backward(h->dtype, ws->dz, NULL, dzn, ws->pre[c->nlayers - 1], ws->znorm, NULL, ws->m,
+                                 c->out_dim, L2_EPS, 0, s);
+  mlp_backward(h, ws, ws->dz, grads, dx);
+}
+
+void dl_cuda_head_backward(dl_cuda_head *h, dl_cuda_head_ws *ws, const void *dout, float *grads, void *dx) {
+  const size_t e = dl_dtype_size(h->dtype), bytes = (size_t)ws->m * h->cfg.out_dim * e;
+  if (h->cfg.prototypes == 0) {
     mlp_backward(h, ws, dout, grads, dx);
     return;
   }
-  const void *dzn = dout;
-  if (ws->mode != DL_HEAD_BOTTLENECK) {
-    // logits = zn W^T: dW = dlogits^T zn (float32), dzn = dlogits W; then
-    // through the weight norm into dg and dv.
-    cudaCheck(cudaMemsetAsync(ws->dw, 0, (size_t)K * B * sizeof(float), s));
-    void *dzn_out = ws->mode == DL_HEAD_LAST_LAYER ? dx : ws->dzn;
-    dl_cuda_linear_backward(h->blas, dt, dzn_out, ws->dw, NULL, dout, ws->zn, ws->w_eff, m, B, K, 0,
-                            DL_BIAS_GRAD_ACCUMULATE, s);
-    dl_cuda_row_normalize_backward(DL_DTYPE_F32, gslot(h, grads, h->last_v), gslot(h, grads, h->last_g), ws->dw,
-                                   master(h, h->last_v), ws->vnorm, master(h, h->last_g), K, B, 0.0f, 1, s);
-    if (ws->mode == DL_HEAD_LAST_LAYER) return;
-    dzn = ws->dzn;
-  }
-  dl_cuda_row_normalize_backward(dt, ws->dz, NULL, dzn, ws->pre[c->nlayers - 1], ws->znorm, NULL, m, B, L2_EPS, 0,
-                                 s);
-  mlp_backward(h, ws, ws->dz, grads, dx);
+  if (ws->mode == DL_HEAD_BOTTLENECK)  // the gradient arrives at the normalized bottleneck
+    cudaCheck(cudaMemcpyAsync(ws->dzn, dout, bytes, cudaMemcpyDeviceToDevice, h->stream));
+  else
+    dl_cuda_head_last_rows_backward(h, ws, 0, ws->m, dout, ws->mode == DL_HEAD_LAST_LAYER ? dx : NULL);
+  dl_cuda_head_backward_finish(h, ws, grads, dx);
 }

@@ -45,4 +45,20 @@ void dl_cuda_head_forward(dl_cuda_head *h, dl_head_mode mode, const void *x, int
 // grads (device float32, layout.total); dx [m, in] (dtype) written when not NULL.
 void dl_cuda_head_backward(dl_cuda_head *h, dl_cuda_head_ws *ws, const void *dout, float *grads, void *dx);
 
+// The same in chunks of rows (model/cuda/train_step_cuda.c), so the
+// [m, prototypes] logits never exist whole. forward_begin (FULL or
+// LAST_LAYER) runs everything before the last layer's GEMM over all m rows
+// (the MLP, the normalized bottleneck, the effective weight) and zeroes the
+// weight gradient; last_rows writes the logits of rows [row0, row0 + n) into
+// out [n, prototypes] (dtype). last_rows_backward takes their gradient dout
+// [n, prototypes] (dtype): dW added up in the workspace, the bottleneck's
+// gradient for those rows written into dzn (dtype, [m, out_dim]; NULL: the
+// workspace's). backward_finish, after every chunk, runs the rest as
+// dl_cuda_head_backward. dl_cuda_head_forward and _backward are one chunk.
+void dl_cuda_head_forward_begin(dl_cuda_head *h, dl_head_mode mode, const void *x, int m, dl_cuda_head_ws *ws);
+void dl_cuda_head_last_rows(dl_cuda_head *h, dl_cuda_head_ws *ws, int row0, int n, void *out);
+void dl_cuda_head_last_rows_backward(dl_cuda_head *h, dl_cuda_head_ws *ws, int row0, int n, const void *dout,
+                                     void *dzn);
+void dl_cuda_head_backward_finish(dl_cuda_head *h, dl_cuda_head_ws *ws, float *grads, void *dx);
+
 #endif

@@ -14,6 +14,53 @@ __device__ __forceinline__ float dl_ld(const __nv_bfloat16 *p) { return __bfloat
 __device__ __forceinline__ void dl_st(float *p, float v) { *p = v; }
 __device__ __forceinline__ void dl_st(__nv_bfloat16 *p, float v) { *p = __float2bfloat16(v); }
 
+// Four consecutive elements as floats in one access: a float4 (16-byte
+// aligned) or four bf16 (8-byte aligned).
+struct __align__(8) dl_bf16x4 {
+  __nv_bfloat162 lo, hi;
+};
+__device__ __forceinline__ void dl_ld4(float o[4], const float *p) {
+  const float4 q = *reinterpret_cast<const float4 *>(p);
+  o[0] = q.x, o[1] = q.y, o[2] = q.z, o[3] = q.w;
+}
+__device__ __forceinline__ void dl_ld4(float o[4], const __nv_bfloat16 *p) {
+  const dl_bf16x4 q = *reinterpret_cast<const dl_bf16x4 *>(p);
+  const float2 a = __bfloat1622float2(q.lo), b = __bfloat1622float2(q.hi);
+  o[0] = a.x, o[1] = a.y, o[2] = b.x, o[3] = b.y;
+}
+__device__ __forceinline__ void dl_st4(float *p, const float v[4]) {
+  *reinterpret_cast<float4 *>(p) = make_float4(v[0], v[1], v[2], v[3]);
+}
+__device__ __forceinline__ void dl_st4(__nv_bfloat16 *p, const float v[4]) {
+  dl_bf16x4 q;
+  q.lo = __floats2bfloat162_rn(v[0], v[1]);
+  q.hi = __floats2bfloat162_rn(v[2], v[3]);
+  *reinterpret_cast<dl_bf16x4 *>(p) = q;
+}
+// V (1 or 4) consecutive elements: the row kernels' access width.
+template <int V, typename T>
+__device__ __forceinline__ void dl_ldv(float o[V], const T *p) {
+  if constexpr (V == 4) dl_ld4(o, p);
+  else o[0] = dl_ld(p);
+}
+template <int V, typename T>
+__device__ __forceinline__ void dl_stv(T *p, const float v[V]) {
+  if constexpr (V == 4) dl_st4(p, v);
+  else dl_st(p, v[0]);
+}
+
+// 16 bytes of elements (8 bf16 or 4 float), loaded and stored in one access
+// from 16-byte aligned addresses: the flat element-wise kernels' unit.
+template <typename T>
+struct __align__(16) dl_pack {
+  static constexpr int N = 16 / sizeof(T);
+  T v[N];
+};
+template <typename T>
+__device__ __forceinline__ dl_pack<T> dl_ld_pack(const T *p) { return *reinterpret_cast<const dl_pack<T> *>(p); }
+template <typename T>
+__device__ __forceinline__ void dl_st_pack(T *p, const dl_pack<T> &v) { *reinterpret_cast<dl_pack<T> *>(p) = v; }
+
 __device__ __forceinline__ float dl_warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;

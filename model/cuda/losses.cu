@@ -1,10 +1,13 @@
 // The DINOv2 losses on the GPU, float32 as the official code: softmax with
 // centering, row-wise cross-entropy over large prototype counts (one block
 // per row, so 131072 prototypes are 512 per thread), Sinkhorn-Knopp and KoLeo.
+// These hold whole [rows, k] matrices: the training step uses the chunked
+// path of proto_losses.cu instead; test_cuda_ops holds these to the CPU.
 #include <cfloat>
 
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/kernels_common.cuh"
+#include "model/cuda/proto_losses.h"
 
 #define THREADS 256
 
@@ -31,27 +34,28 @@ extern "C" void dl_cuda_softmax_center(float *probs, const float *logits, const 
   cudaCheckLaunch();
 }
 
+// Two reads of each row: the student's logsumexp found online along with
+// the target's sum and its dot product with s / temp, then the gradient.
 __global__ void cross_entropy_rows_kernel(float *loss_rows, float *d_student, const float *student,
                                           const float *target, const float *weights, int k, float inv_t,
                                           float grad_scale, int accumulate) {
   __shared__ float red[32];
   const int r = blockIdx.x;
   const float *sr = student + (size_t)r * k, *tr = target + (size_t)r * k;
-  float mx = -INFINITY;
-  for (int j = threadIdx.x; j < k; j += blockDim.x) mx = fmaxf(mx, sr[j] * inv_t);
-  mx = dl_block_max(mx, red);
-  float sum = 0.0f;
-  for (int j = threadIdx.x; j < k; j += blockDim.x) sum += expf(sr[j] * inv_t - mx);
-  const float lse = mx + logf(dl_block_sum(sum, red));
-  float dot = 0.0f, tsum = 0.0f;
+  float mx = -INFINITY, z = 0.0f, dot = 0.0f, tsum = 0.0f;
   for (int j = threadIdx.x; j < k; j += blockDim.x) {
-    dot += tr[j] * (sr[j] * inv_t - lse);
-    tsum += tr[j];
+    const float v = sr[j] * inv_t, t = tr[j];
+    if (v > mx) z = z * expf(mx - v) + 1.0f, mx = v;
+    else z += expf(v - mx);
+    dot += t * v;
+    tsum += t;
   }
+  const float M = dl_block_max(mx, red);
+  const float lse = M + logf(dl_block_sum(mx == -INFINITY ? 0.0f : z * expf(mx - M), red));
   dot = dl_block_sum(dot, red);
   tsum = dl_block_sum(tsum, red);
   const float w = weights ? weights[r] : 1.0f;
-  if (threadIdx.x == 0) loss_rows[r] = -w * dot;
+  if (threadIdx.x == 0) loss_rows[r] = -w * (dot - tsum * lse);
   if (!d_student) return;
   float *g = d_student + (size_t)r * k;
   const float c = grad_scale * w * inv_t;
@@ -102,13 +106,6 @@ __global__ void sk_scale_kernel(float *q, const float *div, size_t n, int multip
 __global__ void sk_scale_rows_kernel(float *x, size_t n, float f) {
   const size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
   if (i < n) x[i] *= f;
-}
-__global__ void sk_column_sums_kernel(float *cols, const float *q, int b, int k) {
-  const int j = blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= k) return;
-  float acc = 0.0f;
-  for (int r = 0; r < b; r++) acc += q[(size_t)r * k + j];
-  cols[j] = acc;
 }
 // As losses.c: below this a row's largest value, its entries within 2^-24
 // of it are subnormal.
@@ -168,7 +165,7 @@ extern "C" void dl_cuda_sinkhorn_knopp(float *q, const float *logits, int b, int
   reduce(red, scalars + 1, 2, 0, s);
   sk_scale_kernel<<<grid, THREADS, 0, s>>>(q, scalars + 1, n, 0);
   for (int it = 0; it < iters; it++) {
-    sk_column_sums_kernel<<<dl_blocks(k, THREADS), THREADS, 0, s>>>(cols, q, b, k);
+    dl_cuda_column_sums(cols, q, b, k, s);  // tiles of rows, added with atomics
     reduce(red, cols, (size_t)k, 0, s);
     sk_rows_kernel<<<b, THREADS, 0, s>>>(q, cols, scalars + 2, k, logits, inv_t);
   }
@@ -185,7 +182,7 @@ __global__ void center_update_kernel(float *center, const float *sums, int k, fl
 
 extern "C" void dl_cuda_center_update(float *center, const float *logits, int b, int k, float momentum,
                                       const dl_cuda_reduce *red, float *scratch, cudaStream_t s) {
-  sk_column_sums_kernel<<<dl_blocks(k, THREADS), THREADS, 0, s>>>(scratch, logits, b, k);
+  dl_cuda_column_sums(scratch, logits, b, k, s);
   center_count_kernel<<<1, 1, 0, s>>>(scratch + k, b);
   reduce(red, scratch, (size_t)k + 1, 0, s);
   center_update_kernel<<<dl_blocks(k, THREADS), THREADS, 0, s>>>(center, scratch, k, momentum);

@@ -11,12 +11,19 @@
 
 #include "model/cuda/cuda_ops.h"
 
+struct dl_gemm_cache;
+
 typedef struct dl_cuda_blas {
   cublasLtHandle_t lt;
   void *workspace;  // device memory for cuBLASLt's split-K and other algorithms
   size_t workspace_bytes;
+  // Descriptors and the heuristic's algorithms per shape, types, epilogue
+  // and pointer alignment (model/cuda/gemm_plan.h), built on first use.
+  struct dl_gemm_cache *cache;
 } dl_cuda_blas;
 
+// Failures (here and in the matmuls below) are recorded for
+// dl_cuda_take_error (model/cuda/cuda_check.h), never fatal.
 void dl_cuda_blas_init(dl_cuda_blas *blas);
 void dl_cuda_blas_free(dl_cuda_blas *blas);
 
@@ -35,7 +42,8 @@ void dl_cuda_linear(dl_cuda_blas *blas, dl_dtype dt, void *y, const void *x, con
 
 // How the bias gradient is formed: added to db by a column-sum kernel (the
 // CPU op's semantics), or written (overwriting db) by cuBLASLt's BGRADB
-// epilogue fused into the weight-gradient GEMM.
+// epilogue fused into the weight-gradient GEMM; where cuBLASLt has no
+// algorithm with that epilogue, db is zeroed and the column-sum kernel used.
 typedef enum dl_cuda_bias_grad_mode { DL_BIAS_GRAD_ACCUMULATE, DL_BIAS_GRAD_FUSED_OVERWRITE } dl_cuda_bias_grad_mode;
 
 // dx [m, k] = dy w (overwritten, or added when accumulate_dx; dx may be NULL),

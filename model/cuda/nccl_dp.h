@@ -21,11 +21,16 @@ typedef struct dl_nccl_dp {
   cudaStream_t stream;              // the gradient all-reduce's own stream
   cudaEvent_t grads_ready, reduced; // compute -> reduction -> compute ordering
   int rank, world;
+  double timeout_s;  // DISTILL_NCCL_TIMEOUT_S (model/cuda/rendezvous.h), default 600
 } dl_nccl_dp;
 
 // Joins the group: rank 0 publishes the id at rendezvous_path for `session`
 // (a tag unique to this run, e.g. the run directory plus its start time),
 // the others wait up to timeout_s for it. Call with the rank's device current.
+// The communicator is non-blocking: setup and every collective are polled
+// with ncclCommGetAsyncError, and a failure or DISTILL_NCCL_TIMEOUT_S
+// seconds without progress abort it (ncclCommAbort) and come back as an
+// error, so a dead peer ends the other ranks instead of hanging them.
 int dl_nccl_dp_init(dl_nccl_dp *dp, const char *rendezvous_path, const char *session, int rank, int world,
                     double timeout_s, dl_err *err);
 // The same with the id already shared: rank 0 made it with dl_nccl_dp_make_id
@@ -44,6 +49,11 @@ void dl_nccl_dp_free(dl_nccl_dp *dp);
 void dl_nccl_dp_allreduce_grads_start(dl_nccl_dp *dp, float *grads, size_t n, cudaStream_t compute);
 // Makes `compute` wait for the all-reduce (nothing blocks on the host).
 void dl_nccl_dp_allreduce_grads_finish(dl_nccl_dp *dp, cudaStream_t compute);
+
+// Waits for the work queued on s (the step's end) while polling the
+// communicator: 0 when done; -1 with one line, the communicator aborted,
+// when a peer failed or nothing finished within the timeout.
+int dl_nccl_dp_wait(dl_nccl_dp *dp, cudaStream_t s, dl_err *err);
 
 // The losses' reductions, in-stream on the caller's stream (they are small
 // and on the critical path): sum or maximum over ranks, in place.

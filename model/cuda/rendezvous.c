@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,4 +87,17 @@ int dl_rendezvous_wait(const char *path, const char *session, void *blob, size_t
     const struct timespec pause = {0, 20 * 1000 * 1000};
     nanosleep(&pause, NULL);
   }
+}
+
+int dl_nccl_timeout_parse(const char *text, double *seconds, dl_err *err) {
+  if (!text || !*text) {
+    *seconds = DL_NCCL_TIMEOUT_DEFAULT_S;
+    return 0;
+  }
+  char *end;
+  const double v = strtod(text, &end);
+  if (end == text || *end || !(v > 0.0) || v > 1e7)
+    return dl_fail(err, "DISTILL_NCCL_TIMEOUT_S='%s' is not a number of seconds in (0, 1e7]", text);
+  *seconds = v;
+  return 0;
 }

@@ -17,4 +17,11 @@ int dl_rendezvous_publish(const char *path, const char *session, const void *blo
 // timeout_s seconds, naming the path and what it found.
 int dl_rendezvous_wait(const char *path, const char *session, void *blob, size_t n, double timeout_s, dl_err *err);
 
+// How long a rank waits on its NCCL group (communicator setup, a step's
+// collectives) before it aborts the communicator and stops with one line:
+// DISTILL_NCCL_TIMEOUT_S's value `text` (seconds, > 0) or, when NULL or
+// empty, DL_NCCL_TIMEOUT_DEFAULT_S. -1 when text is not such a number.
+#define DL_NCCL_TIMEOUT_DEFAULT_S 600.0
+int dl_nccl_timeout_parse(const char *text, double *seconds, dl_err *err);
+
 #endif

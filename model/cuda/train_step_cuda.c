@@ -6,6 +6,8 @@
 #include "common/err.h"
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/device_arena.h"
+#include "model/cuda/loss_chunks.h"
+#include "model/cuda/proto_losses.h"
 #include "model/step_parts.h"
 
 // Slots of t->losses, in the order of dl_cuda_trainer.loss_off.
@@ -22,6 +24,7 @@ static void to_dtype(dl_cuda_trainer *t, void *dst, const float *src, size_t n) 
 // ---- optimizer state ----
 
 static size_t padded(size_t n) { return (n + 63) & ~(size_t)63; }  // 256-byte module starts
+static size_t dl_max_size(size_t a, size_t b) { return a > b ? a : b; }
 
 // grads of the three modules back to back (one all-reduce), then m, v, ema,
 // and in bf16 mode the backbone's float32 master (the heads own theirs).
@@ -98,23 +101,30 @@ static size_t carve_step(dl_cuda_trainer *t, unsigned char *base) {
   t->d_patch_g = TAKE_F(rows_patch * D);
   t->d_cls_dt = f32 ? (void *)t->d_cls_all : TAKE_DT(rows_cls * D);
   t->d_patch_dt = f32 ? (void *)t->d_patch_g : TAKE_DT(rows_patch * D);
-  t->out_cls = TAKE_DT(rows_cls * K0);
-  t->out_patch = TAKE_DT(rows_ibot * K1);
-  t->out_cls_f = f32 ? t->out_cls : TAKE_F(rows_cls * K0);
-  t->out_patch_f = f32 ? t->out_patch : TAKE_F(rows_ibot * K1);
-  t->d_out_cls = TAKE_F(rows_cls * K0);
-  t->d_out_patch = TAKE_F(rows_ibot * K1);
-  t->d_out_cls_dt = f32 ? (void *)t->d_out_cls : TAKE_DT(rows_cls * K0);
-  t->d_out_patch_dt = f32 ? (void *)t->d_out_patch : TAKE_DT(rows_ibot * K1);
+  if (proto) {  // the losses in chunks of rows: the teacher's logits once, the student's one chunk at a time
+    t->t_logits[0] = TAKE_DT(G * B * K0);
+    t->t_logits[1] = TAKE_DT(rows_ibot * K1);
+    t->row_off[0] = TAKE_F(G * B);
+    t->row_off[1] = TAKE_F(rows_ibot);
+    t->col_off[0] = TAKE_F(K0);
+    t->col_off[1] = TAKE_F(K1);
+    t->logits_chunk = TAKE_DT(dl_max_size((size_t)t->chunk_rows[0] * K0, (size_t)t->chunk_rows[1] * K1));
+  } else {
+    t->out_cls = TAKE_DT(rows_cls * K0);
+    t->out_patch = TAKE_DT(rows_ibot * K1);
+    t->out_cls_f = f32 ? t->out_cls : TAKE_F(rows_cls * K0);
+    t->out_patch_f = f32 ? t->out_patch : TAKE_F(rows_ibot * K1);
+    t->d_out_cls = TAKE_F(rows_cls * K0);
+    t->d_out_patch = TAKE_F(rows_ibot * K1);
+    t->d_out_cls_dt = f32 ? (void *)t->d_out_cls : TAKE_DT(rows_cls * K0);
+    t->d_out_patch_dt = f32 ? (void *)t->d_out_patch : TAKE_DT(rows_ibot * K1);
+  }
   t->t_in_cls = TAKE_F(G * B * W0);
   t->t_in_patch = TAKE_F(rows_patch * W1);
   t->t_in_cls_dt = f32 || !proto ? (void *)t->t_in_cls : TAKE_DT(G * B * W0);
   t->t_in_patch_dt = f32 || !proto ? (void *)t->t_in_patch : TAKE_DT(rows_patch * W1);
-  t->t_cls = proto ? TAKE_F(G * B * K0) : NULL;
-  t->t_patch = proto ? TAKE_F(rows_ibot * K1) : NULL;
   t->center[0] = TAKE_F(K0);
   t->center[1] = TAKE_F(K1);
-  t->prev_center = TAKE_F(kmax);
   t->scratch = TAKE_F(kmax + 8);  // Sinkhorn-Knopp: k + 4; centering: k + 1
   t->ibot_w = TAKE_F(rows_ibot);
   if (proto && c->ibot.selected) {  // the selected rows, gathered
@@ -167,6 +177,8 @@ int dl_cuda_trainer_init(dl_cuda_trainer *t, const dl_vit *student, const dl_tra
     return dl_fail(err, "training: the CUDA attention needs head dimension %d, the student has %d",
                    DL_CUDA_ATTN_HEAD_DIM, student->cfg.dim / student->cfg.heads);
   if (cfg->batch > 1024) return dl_fail(err, "training: the CUDA KoLeo takes at most 1024 images per rank");
+  if (cfg->mode == DL_TRAIN_PROTOTYPES && cfg->global_crops > DL_PROTO_MAX_TEACHER_CROPS)
+    return dl_fail(err, "training: the CUDA DINO loss takes at most %d global crops", DL_PROTO_MAX_TEACHER_CROPS);
   t->cfg = *cfg;
   t->dtype = dtype;
   t->dp = dp ? *dp : (dl_cuda_data_parallel){.world = 1};
@@ -186,9 +198,15 @@ int dl_cuda_trainer_init(dl_cuda_trainer *t, const dl_vit *student, const dl_tra
     t->width[0] = t->width[1] = cfg->teacher_dim;
   }
   t->ibot_rows = dl_trainer_ibot_rows(cfg, t->patches);
+  if (cfg->mode == DL_TRAIN_PROTOTYPES) {
+    const size_t e = dl_dtype_size(dtype), budget = dl_loss_chunk_budget();
+    const int rows_cls = (cfg->global_crops + cfg->local_crops) * cfg->batch;
+    t->chunk_rows[0] = dl_loss_chunk_rows(rows_cls, teacher_dino->cfg.prototypes, e, budget);
+    t->chunk_rows[1] = dl_loss_chunk_rows(t->ibot_rows, teacher_ibot->cfg.prototypes, e, budget);
+  }
   modules_init(t);
   step_buffers_init(t);
-  return 0;
+  return dl_cuda_take_error(err);  // an allocation or upload recorded as failed, else 0
 }
 
 void dl_cuda_trainer_free(dl_cuda_trainer *t) {
@@ -246,23 +264,46 @@ static void upload_targets(dl_cuda_trainer *t, const dl_train_batch *b) {
                             cudaMemcpyHostToDevice, s));
 }
 
-// Teacher logits (its frozen last layer on its bottlenecks) -> targets in out.
-static void teacher_targets(dl_cuda_trainer *t, int k, const void *bottleneck, float *out, int rows, float temp) {
+// The teacher's logits for head k (its frozen last layer on its bottlenecks,
+// chunk by chunk so that no GEMM output passes DL_LOSS_CHUNK_MAX_ELEMS) into
+// their one copy, and their targets' offsets: Sinkhorn-Knopp, or softmax
+// with the current center, which then moves towards this batch.
+static dl_cuda_targets teacher_targets(dl_cuda_trainer *t, int k, const void *bottleneck, int rows, float temp) {
   dl_cuda_head *h = &t->teacher_last[k];
   const int K = h->cfg.prototypes;
+  const size_t e = dl_dtype_size(t->dtype);
   cudaStream_t s = t->vit.stream;
-  // The dtype logits use the loss-gradient buffer, free until the losses.
-  void *logits = t->dtype == DL_DTYPE_F32 ? (void *)out : k == 0 ? t->d_out_cls_dt : t->d_out_patch_dt;
-  dl_cuda_head_forward(h, DL_HEAD_LAST_LAYER, bottleneck, rows, logits, &t->teacher_ws[k]);
-  to_float(t, out, logits, (size_t)rows * K);
-  if (t->cfg.sinkhorn) {
-    dl_cuda_sinkhorn_knopp(out, out, rows, K, temp, t->cfg.sk_iters, &t->dp.reduce, t->scratch, s);
-    return;
+  dl_cuda_head_forward_begin(h, DL_HEAD_LAST_LAYER, bottleneck, rows, &t->teacher_ws[k]);
+  const int step = dl_loss_chunk_rows(rows, K, e, SIZE_MAX);
+  for (int r0 = 0; r0 < rows; r0 += step)
+    dl_cuda_head_last_rows(h, &t->teacher_ws[k], r0, rows - r0 < step ? rows - r0 : step,
+                           (unsigned char *)t->t_logits[k] + (size_t)r0 * K * e);
+  const dl_cuda_targets tg = {t->t_logits[k], t->dtype, t->row_off[k], t->col_off[k], rows, K, 1.0f / temp};
+  if (t->cfg.sinkhorn)
+    dl_cuda_targets_sinkhorn(&tg, t->cfg.sk_iters, &t->dp.reduce, t->scratch, s);
+  else
+    dl_cuda_targets_center(&tg, t->center[k], t->cfg.center_momentum, &t->dp.reduce, t->scratch, s);
+  return tg;
+}
+
+// Student head k over its m rows of x: its logits chunk by chunk, each
+// chunk's cross-entropy against tg fused with its gradient, which goes
+// straight back through the last layer (dW summed over the chunks); then the
+// rest of the head's backward pass into dx (dtype) and its float32 copy dx_f.
+static void head_loss_chunked(dl_cuda_trainer *t, int k, const void *x, int m, const dl_cuda_targets *tg,
+                              const dl_cuda_ce_chunk *ce, void *dx, float *dx_f) {
+  dl_cuda_head *h = &t->heads[k];
+  dl_cuda_head_ws *ws = &t->head_ws[k];
+  const int step = t->chunk_rows[k];
+  dl_cuda_head_forward_begin(h, DL_HEAD_FULL, x, m, ws);
+  for (int r0 = 0; r0 < m; r0 += step) {
+    const int n = m - r0 < step ? m - r0 : step;
+    dl_cuda_head_last_rows(h, ws, r0, n, t->logits_chunk);
+    dl_cuda_cross_entropy_chunk(ce, t->logits_chunk, tg, r0, n, t->vit.stream);
+    dl_cuda_head_last_rows_backward(h, ws, r0, n, t->logits_chunk, NULL);
   }
-  // Softmax with the current center, then the center moves towards this batch.
-  cudaCheck(cudaMemcpyAsync(t->prev_center, t->center[k], (size_t)K * sizeof(float), cudaMemcpyDeviceToDevice, s));
-  dl_cuda_center_update(t->center[k], out, rows, K, t->cfg.center_momentum, &t->dp.reduce, t->scratch, s);
-  dl_cuda_softmax_center(out, out, t->prev_center, rows, K, temp, s);
+  dl_cuda_head_backward_finish(h, ws, t->mods[k + 1].grads, dx);
+  to_float(t, dx_f, dx, (size_t)m * t->host_student->cfg.dim);
 }
 
 // Head k over rows of x into out (dtype) and its float32 view out_f.
@@ -293,8 +334,9 @@ static int ibot_select(dl_cuda_trainer *t) {
                                     t->ibot_w_host);
   DL_ASSERT(m == t->ibot_rows);  // a selection always reaches its upper bound
   cudaStream_t s = t->vit.stream;  // pageable sources: the copies have read them when these calls return
-  cudaCheck(cudaMemcpyAsync(t->ibot_index, t->ibot_index_host, (size_t)m * sizeof(int), cudaMemcpyHostToDevice, s));
-  cudaCheck(cudaMemcpyAsync(t->ibot_w, t->ibot_w_host, (size_t)m * sizeof(float), cudaMemcpyHostToDevice, s));
+  cudaCheckOr(cudaMemcpyAsync(t->ibot_index, t->ibot_index_host, (size_t)m * sizeof(int), cudaMemcpyHostToDevice, s),
+              m);  // the step's end reports the recorded failure
+  cudaCheckOr(cudaMemcpyAsync(t->ibot_w, t->ibot_w_host, (size_t)m * sizeof(float), cudaMemcpyHostToDevice, s), m);
   return m;
 }
 
@@ -305,7 +347,7 @@ static int ibot_select(dl_cuda_trainer *t) {
 // other rows); without the selection, every patch in place.
 static void ibot_loss(dl_cuda_trainer *t, float temp) {
   const dl_train_config *c = &t->cfg;
-  const int GB = c->global_crops * c->batch, K1 = t->heads[1].cfg.prototypes, D = t->host_student->cfg.dim;
+  const int GB = c->global_crops * c->batch, D = t->host_student->cfg.dim;
   const size_t rows_patch = (size_t)GB * t->patches, e = dl_dtype_size(t->dtype);
   cudaStream_t s = t->vit.stream;
   const int m = ibot_select(t);
@@ -320,13 +362,12 @@ static void ibot_loss(dl_cuda_trainer *t, float temp) {
     x = t->sel_x, tb = t->t_sel_dt, dx = t->d_sel_dt, dx_f = t->d_sel_f;
   }
   if (m == 0) return;  // only with an iBOT weight of 0 (dl_train_config_check)
-  head_forward(t, 1, x, m, t->out_patch, t->out_patch_f);
-  teacher_targets(t, 1, tb, t->t_patch, m, temp);
+  const dl_cuda_targets tg = teacher_targets(t, 1, tb, m, temp);
   // Rows weighted 1 / n per crop; the mean over crops (and the weight) go
   // into the gradient here and into the sum in the report.
-  dl_cuda_cross_entropy_rows(t->losses + t->loss_off[LOSS_IBOT], t->d_out_patch, t->out_patch_f, t->t_patch,
-                             t->ibot_w, m, K1, c->student_temp, c->weights.ibot / (float)GB, 0, s);
-  head_backward(t, 1, t->d_out_patch, t->d_out_patch_dt, m, dx, dx_f);
+  const dl_cuda_ce_chunk ce = {t->losses + t->loss_off[LOSS_IBOT], t->ibot_w, 0, 0, 0, 1.0f / c->student_temp,
+                               1.0f, c->weights.ibot / (float)GB};
+  head_loss_chunked(t, 1, x, m, &tg, &ce, dx, dx_f);
   if (c->ibot.selected) dl_cuda_scatter_rows(t->d_patch_g, t->d_sel_f, t->ibot_index, m, D, s);
 }
 
@@ -334,15 +375,15 @@ static void prototype_losses(dl_cuda_trainer *t, float temp) {
   const dl_train_config *c = &t->cfg;
   const int G = c->global_crops, L = c->local_crops, B = c->batch, D = t->host_student->cfg.dim;
   const int rows_cls = (G + L) * B;
-  const int K0 = t->heads[0].cfg.prototypes;
   cudaStream_t s = t->vit.stream;
-  head_forward(t, 0, t->cls_all, rows_cls, t->out_cls, t->out_cls_f);
   to_dtype(t, t->t_in_cls_dt, t->t_in_cls, (size_t)G * B * t->width[0]);
-  teacher_targets(t, 0, t->t_in_cls_dt, t->t_cls, G * B, temp);
-  const int pairs = dl_dino_pairs(G + L, G, true);
-  dl_cuda_dino_loss(t->losses + t->loss_off[LOSS_DINO], t->d_out_cls, t->out_cls_f, t->t_cls, G + L, G, B, K0,
-                    c->student_temp, 1, c->weights.dino / pairs, s);
-  head_backward(t, 0, t->d_out_cls, t->d_out_cls_dt, rows_cls, t->d_cls_dt, t->d_cls_all);
+  const dl_cuda_targets tg = teacher_targets(t, 0, t->t_in_cls_dt, G * B, temp);
+  // Every (student crop, other teacher crop) pair, each row's share times
+  // weight / pairs / B, as dl_cuda_dino_loss.
+  const float scale = c->weights.dino / (float)dl_dino_pairs(G + L, G, true) / (float)B;
+  const dl_cuda_ce_chunk ce = {t->losses + t->loss_off[LOSS_DINO], NULL, 1, G, B, 1.0f / c->student_temp, scale,
+                               scale};
+  head_loss_chunked(t, 0, t->cls_all, rows_cls, &tg, &ce, t->d_cls_dt, t->d_cls_all);
   ibot_loss(t, temp);
   // KoLeo on each global crop's backbone CLS (in float32), summed over the crops.
   if (c->weights.koleo == 0.0f) return;
@@ -407,7 +448,7 @@ int dl_cuda_trainer_step(dl_cuda_trainer *t, const dl_train_batch *batch, dl_ste
   dl_step_report_start(r, &v);
   upload_targets(t, batch);
   if (student_forward(t, batch, err)) return -1;
-  cudaCheck(cudaMemsetAsync(t->mods[0].grads, 0, t->grads_total * sizeof(float), s));
+  cudaCheckOr(cudaMemsetAsync(t->mods[0].grads, 0, t->grads_total * sizeof(float), s), dl_cuda_take_error(err));
   if (c->mode == DL_TRAIN_PROTOTYPES) prototype_losses(t, (float)r->teacher_temp);
   else feature_losses(t);
   // Data parallel: every rank's loss is a mean over its own images, so the
@@ -433,8 +474,14 @@ int dl_cuda_trainer_step(dl_cuda_trainer *t, const dl_train_batch *batch, dl_ste
     adamw(t, k, r->lr, r->wd, last_lr);
     dl_cuda_ema(m->ema, m->master, m->total, (float)r->momentum, s);
   }
-  cudaCheck(cudaMemcpyAsync(t->losses_host, t->losses, t->loss_total * sizeof(float), cudaMemcpyDeviceToHost, s));
-  cudaCheck(cudaStreamSynchronize(s));
+  cudaCheckOr(cudaMemcpyAsync(t->losses_host, t->losses, t->loss_total * sizeof(float), cudaMemcpyDeviceToHost, s),
+              dl_cuda_take_error(err));
+  if (group && t->dp.wait) {  // polls the group: a dead peer ends this rank within the timeout
+    if (t->dp.wait(t->dp.ctx, s, err)) return -1;
+  } else {
+    cudaCheckOr(cudaStreamSynchronize(s), dl_cuda_take_error(err));
+  }
+  if (dl_cuda_take_error(err)) return -1;  // a failure recorded by a void call of this step
   fill_report(t, r);
   t->step++;
   return 0;

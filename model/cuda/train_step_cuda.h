@@ -53,12 +53,20 @@ typedef struct dl_cuda_trainer {
   void *out_cls, *out_patch;               // head outputs (dtype)
   float *out_cls_f, *out_patch_f;          // the same in float32 (aliases in float32 mode)
   float *d_out_cls, *d_out_patch;          // the losses' gradients (float32)
-  void *d_out_cls_dt, *d_out_patch_dt;     // the same in dtype (aliases); before that, the teacher's logits
+  void *d_out_cls_dt, *d_out_patch_dt;     // the same in dtype (aliases)
   float *t_in_cls, *t_in_patch;            // the teacher's data as received (float32)
   void *t_in_cls_dt, *t_in_patch_dt;       // prototypes: the last layers' input (dtype; aliases)
-  float *t_cls, *t_patch;                  // targets: probabilities (prototypes) or features
-  float *center[2], *prev_center, *scratch, *ibot_w, *koleo_grad, *koleo_scratch;
-  // iBOT's rows (dl_trainer_ibot_rows): out_patch, d_out_patch, t_patch and
+  float *center[2], *scratch, *ibot_w, *koleo_grad, *koleo_scratch;
+  // Prototypes (model/cuda/proto_losses.h; out_* and d_out_* are the
+  // feature mode's only): per head, the teacher's
+  // logits, the one [rows, K] copy (dtype), and their targets' row and column
+  // offsets; one chunk of the student's logits (dtype, the heads in turn),
+  // which the cross-entropy overwrites with its gradient.
+  void *t_logits[2];
+  float *row_off[2], *col_off[2];
+  void *logits_chunk;
+  int chunk_rows[2];                       // the student's rows per chunk (dl_loss_chunk_rows)
+  // iBOT's rows (dl_trainer_ibot_rows): t_logits[1], row_off[1] and
   // ibot_w hold ibot_rows rows. With the selection, the step's rows are drawn
   // on the host and gathered on the device.
   int ibot_rows;

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/cuda/attention_dispatch.h"
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/vit_cuda_layout.h"
 #include "model/pos_embed.h"
@@ -50,18 +51,34 @@ static const void *param(const dl_cuda_vit *g, int index) {
   return (const unsigned char *)g->params + g->layout->entries[index].offset * dl_dtype_size(g->dtype);
 }
 
+// The weights of the LayerNorm after block b's residual add (b = -1: before
+// the first block): block b + 1's first, or the final norm.
+static void next_norm(const dl_cuda_vit *g, int b, const void **w, const void **bias) {
+  const dl_vit_config *c = &g->cfg;
+  if (b + 1 < c->depth) {
+    *w = param(g, dl_vit_block_index(c, b + 1, DL_P_NORM1_W));
+    *bias = param(g, dl_vit_block_index(c, b + 1, DL_P_NORM1_B));
+  } else {
+    *w = param(g, g->layout->count - 2);
+    *bias = param(g, g->layout->count - 1);
+  }
+}
+
+// Block b from fb->ln, its normalized input; the residual stream fb->x is
+// float32 and each add is fused with the LayerNorm after it, so on return
+// fb->ln holds the next block's (or the final) normalized input.
 static void block_forward(dl_cuda_vit *g, int b, dl_cuda_vit_buffers *fb, int n, int t) {
   const dl_vit_config *c = &g->cfg;
   const dl_dtype dt = g->dtype;
   const int D = c->dim, rows = n * t, F = c->ffn_hidden;
   cudaStream_t s = g->stream;
+  float *x = fb->x;
 #define P(k) param(g, dl_vit_block_index(c, b, k))
-  dl_cuda_layernorm(dt, fb->ln, NULL, NULL, fb->x, P(DL_P_NORM1_W), P(DL_P_NORM1_B), rows, D, LN_EPS, s);
   dl_cuda_linear(&g->blas, dt, fb->qkv, fb->ln, P(DL_P_QKV_W), P(DL_P_QKV_B), rows, D, 3 * D, DL_EPILOGUE_BIAS, s);
   dl_cuda_attention(dt, fb->attn, NULL, fb->qkv, n, t, c->heads, D / c->heads, s);
   dl_cuda_linear(&g->blas, dt, fb->tmp, fb->attn, P(DL_P_PROJ_W), P(DL_P_PROJ_B), rows, D, D, DL_EPILOGUE_BIAS, s);
-  dl_cuda_residual_scaled(dt, fb->x, fb->tmp, P(DL_P_LS1), rows, D, s);
-  dl_cuda_layernorm(dt, fb->ln, NULL, NULL, fb->x, P(DL_P_NORM2_W), P(DL_P_NORM2_B), rows, D, LN_EPS, s);
+  dl_cuda_residual_layernorm(dt, x, fb->ln, NULL, NULL, x, fb->tmp, P(DL_P_LS1), P(DL_P_NORM2_W), P(DL_P_NORM2_B),
+                             rows, D, LN_EPS, s);
   if (c->ffn == DL_FFN_SWIGLU) {
     dl_cuda_linear(&g->blas, dt, fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, 2 * F, DL_EPILOGUE_BIAS,
                    s);
@@ -73,7 +90,9 @@ static void block_forward(dl_cuda_vit *g, int b, dl_cuda_vit_buffers *fb, int n,
     if (!g->fuse_gelu) dl_cuda_gelu(dt, fb->hidden, fb->hidden, (size_t)rows * F, s);
     dl_cuda_linear(&g->blas, dt, fb->tmp, fb->hidden, P(DL_P_FC2_W), P(DL_P_FC2_B), rows, F, D, DL_EPILOGUE_BIAS, s);
   }
-  dl_cuda_residual_scaled(dt, fb->x, fb->tmp, P(DL_P_LS2), rows, D, s);
+  const void *nw, *nb;
+  next_norm(g, b, &nw, &nb);
+  dl_cuda_residual_layernorm(dt, x, fb->ln, NULL, NULL, x, fb->tmp, P(DL_P_LS2), nw, nb, rows, D, LN_EPS, s);
 #undef P
 }
 
@@ -126,12 +145,13 @@ int dl_cuda_vit_forward(dl_cuda_vit *g, const float *images, int n, int h, int w
   bytes = g->outputs_cap * sizeof(float);
   ensure_device((void **)&g->outputs, &bytes, out_floats * sizeof(float));
   g->outputs_cap = bytes / sizeof(float);
-  cudaCheck(cudaMemcpyAsync(g->images, images, img_floats * sizeof(float), cudaMemcpyHostToDevice, s));
+  cudaCheckOr(cudaMemcpyAsync(g->images, images, img_floats * sizeof(float), cudaMemcpyHostToDevice, s),
+              dl_cuda_take_error(err));
   const unsigned char *dmasks = NULL;
   if (masks) {
     // bool is one byte holding 0 or 1 on every ABI this builds for.
     ensure_device((void **)&g->masks, &g->masks_cap, (size_t)n * np);
-    cudaCheck(cudaMemcpyAsync(g->masks, masks, (size_t)n * np, cudaMemcpyHostToDevice, s));
+    cudaCheckOr(cudaMemcpyAsync(g->masks, masks, (size_t)n * np, cudaMemcpyHostToDevice, s), dl_cuda_take_error(err));
     dmasks = g->masks;
   }
 
@@ -139,25 +159,28 @@ int dl_cuda_vit_forward(dl_cuda_vit *g, const float *images, int n, int h, int w
   dl_cuda_linear(&g->blas, dt, fb.tmp, fb.unfold, param(g, DL_P_PATCH_W), param(g, DL_P_PATCH_B), n * np,
                  3 * c->patch * c->patch, D, DL_EPILOGUE_BIAS, s);
   position_embeddings(g, &fb, gh, gw);
-  dl_cuda_assemble_tokens(dt, fb.x, fb.tmp, param(g, DL_P_CLS), param(g, DL_P_POS), param(g, DL_P_REG),
+  dl_cuda_assemble_tokens(dt, (float *)fb.x, fb.tmp, param(g, DL_P_CLS), param(g, DL_P_POS), param(g, DL_P_REG),
                           param(g, DL_P_MASK), fb.pos, dmasks, n, np, R, D, s);
+  const void *nw, *nb;
+  next_norm(g, -1, &nw, &nb);  // the first LayerNorm: no residual add before it
+  dl_cuda_residual_layernorm(dt, NULL, fb.ln, NULL, NULL, (const float *)fb.x, NULL, NULL, nw, nb, n * t, D, LN_EPS,
+                             s);
   for (int b = 0; b < c->depth; b++) block_forward(g, b, &fb, n, t);
 
-  const int norm_w = g->layout->count - 2, norm_b = g->layout->count - 1;
-  if (out->prenorm) {
-    dl_cuda_convert(g->outputs, DL_DTYPE_F32, fb.x, dt, out_floats, s);
-    cudaCheck(cudaMemcpyAsync(out->prenorm, g->outputs, out_floats * sizeof(float), cudaMemcpyDeviceToHost, s));
-    cudaCheck(cudaStreamSynchronize(s));  // g->outputs is reused below
-  }
-  dl_cuda_layernorm(dt, fb.ln, NULL, NULL, fb.x, param(g, norm_w), param(g, norm_b), n * t, D, LN_EPS, s);
+  // fb.ln holds the final LayerNorm's output (fused into the last add).
+  if (out->prenorm)  // the float32 stream itself, no conversion
+    cudaCheckOr(cudaMemcpyAsync(out->prenorm, fb.x, out_floats * sizeof(float), cudaMemcpyDeviceToHost, s),
+                dl_cuda_take_error(err));
   dl_cuda_convert(g->outputs, DL_DTYPE_F32, fb.ln, dt, out_floats, s);
   if (g->host_outputs_cap < out_floats) {
     free(g->host_outputs);
     g->host_outputs = dl_malloc(out_floats * sizeof(float));
     g->host_outputs_cap = out_floats;
   }
-  cudaCheck(cudaMemcpyAsync(g->host_outputs, g->outputs, out_floats * sizeof(float), cudaMemcpyDeviceToHost, s));
-  cudaCheck(cudaStreamSynchronize(s));
+  cudaCheckOr(cudaMemcpyAsync(g->host_outputs, g->outputs, out_floats * sizeof(float), cudaMemcpyDeviceToHost, s),
+              dl_cuda_take_error(err));
+  cudaCheckOr(cudaStreamSynchronize(s), dl_cuda_take_error(err));
+  if (dl_cuda_take_error(err)) return -1;  // a failure recorded by a void call above
   for (int i = 0; i < n; i++) {
     const float *li = g->host_outputs + (size_t)i * t * D;
     memcpy(out->cls + (size_t)i * D, li, (size_t)D * sizeof(float));

@@ -14,7 +14,8 @@ size_t dl_cuda_vit_carve(dl_cuda_vit_buffers *b, unsigned char *base, const dl_v
   size_t off = 0;
   for (size_t i = 0; i < sizeof elems / sizeof elems[0]; i++) {
     *slots[i] = base ? base + off : NULL;
-    off += (elems[i] * elem + 255) & ~(size_t)255;  // 256-byte aligned: cuBLASLt's preferred alignment
+    const size_t bytes = elems[i] * (i == 0 ? sizeof(float) : elem);  // x: the float32 residual stream
+    off += (bytes + 255) & ~(size_t)255;  // 256-byte aligned: cuBLASLt's preferred alignment
   }
   return off;
 }

@@ -11,7 +11,8 @@ typedef struct dl_cuda_vit_buffers {
 } dl_cuda_vit_buffers;
 
 // Sets the buffers' addresses inside base (NULL: only measures) for n images
-// of h x w pixels with elem-byte elements; returns the bytes needed. Every
+// of h x w pixels with elem-byte elements, except x, the residual stream,
+// always float32; returns the bytes needed. Every
 // buffer starts 256-byte aligned and none overlaps the next.
 size_t dl_cuda_vit_carve(dl_cuda_vit_buffers *b, unsigned char *base, const dl_vit_config *c, size_t elem, int n,
                          int h, int w);

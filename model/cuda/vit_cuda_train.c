@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "model/cuda/attention_dispatch.h"
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/device_arena.h"
 #include "model/pos_embed.h"
@@ -14,10 +15,10 @@ static size_t carve(dl_cuda_vit_train_ws *ws, unsigned char *base, const dl_vit_
   const size_t D = (size_t)c->dim, rows = (size_t)ws->n * ws->t, F = (size_t)c->ffn_hidden;
   const size_t fc1 = F * (c->ffn == DL_FFN_SWIGLU ? 2 : 1), pp = (size_t)c->patch * c->patch * 3;
   const size_t npr = (size_t)ws->n * ws->np, lse = (size_t)ws->n * c->heads * ws->t, f = sizeof(float);
-  for (int b = 0; b <= c->depth; b++) ws->xs[b] = dl_arena_take(&a, rows * D * e);
+  for (int b = 0; b <= c->depth; b++) ws->xs[b] = dl_arena_take(&a, rows * D * f);  // the fp32 residual stream
   for (int b = 0; b < c->depth; b++) {
     dl_cuda_block_acts *k = &ws->blocks[b];
-    k->x_mid = dl_arena_take(&a, rows * D * e);
+    k->x_mid = dl_arena_take(&a, rows * D * f);
     k->ln1 = dl_arena_take(&a, rows * D * e);
     k->ln2 = dl_arena_take(&a, rows * D * e);
     k->qkv = dl_arena_take(&a, rows * 3 * D * e);
@@ -41,7 +42,7 @@ static size_t carve(dl_cuda_vit_train_ws *ws, unsigned char *base, const dl_vit_
   ws->wy = dl_arena_take(&a, (size_t)ws->gh * c->pos_grid * f);
   ws->wx = dl_arena_take(&a, (size_t)ws->gw * c->pos_grid * f);
   ws->masks = dl_arena_take(&a, npr);
-  ws->dx = dl_arena_take(&a, rows * D * e);
+  ws->dx = dl_arena_take(&a, rows * D * f);
   ws->dy = dl_arena_take(&a, rows * D * e);
   ws->dln = dl_arena_take(&a, rows * D * e);
   ws->dqkv = dl_arena_take(&a, rows * 3 * D * e);
@@ -84,8 +85,8 @@ static int prepare(dl_cuda_vit *g, int n, int h, int w, dl_cuda_vit_train_ws *ws
   ws->np = ws->gh * ws->gw, ws->t = 1 + c->registers + ws->np;
   const size_t e = dl_dtype_size(g->dtype), need = carve(ws, NULL, c, e);
   if (ws->mem_bytes < need) {
-    if (ws->mem) cudaCheck(cudaFree(ws->mem));
-    cudaCheck(cudaMalloc(&ws->mem, need));
+    if (ws->mem) cudaCheckOr(cudaFree(ws->mem), dl_cuda_take_error(err));
+    cudaCheckOr(cudaMalloc(&ws->mem, need), dl_cuda_take_error(err));
     ws->mem_bytes = need;
   }
   carve(ws, ws->mem, c, e);
@@ -132,22 +133,37 @@ static void embed_forward(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, const float 
 #define BP(k) param(g, dl_vit_block_index(c, b, k))
 #define BG(k) gslot(g, grads, dl_vit_block_index(c, b, k))
 
+// The LayerNorm after block b's residual add: block b + 1's first, or the
+// final norm after the last block.
+static void next_norm(dl_cuda_vit *g, int b, dl_cuda_vit_train_ws *ws, const void **w, const void **bias, void **y,
+                      float **mean, float **rstd) {
+  const dl_vit_config *c = &g->cfg;
+  if (b + 1 < c->depth) {
+    dl_cuda_block_acts *n = &ws->blocks[b + 1];
+    *w = param(g, dl_vit_block_index(c, b + 1, DL_P_NORM1_W));
+    *bias = param(g, dl_vit_block_index(c, b + 1, DL_P_NORM1_B));
+    *y = n->ln1, *mean = n->mean1, *rstd = n->rstd1;
+  } else {
+    const int nw = g->layout->count - 2;
+    *w = param(g, nw), *bias = param(g, nw + 1);
+    *y = ws->lnf, *mean = ws->meanf, *rstd = ws->rstdf;
+  }
+}
+
+// Block b from its normalized input k->ln1 (written by the previous block's
+// fused add, or by the embedding): each residual add in float32 fused with
+// the LayerNorm that follows it.
 static void block_forward(dl_cuda_vit *g, int b, dl_cuda_vit_train_ws *ws) {
   const dl_vit_config *c = &g->cfg;
   const dl_dtype dt = g->dtype;
   const int D = c->dim, rows = ws->n * ws->t, F = c->ffn_hidden;
-  const size_t bytes = (size_t)rows * D * dl_dtype_size(dt);
   cudaStream_t s = g->stream;
   dl_cuda_block_acts *k = &ws->blocks[b];
-  dl_cuda_layernorm(dt, k->ln1, k->mean1, k->rstd1, ws->xs[b], BP(DL_P_NORM1_W), BP(DL_P_NORM1_B), rows, D, LN_EPS,
-                    s);
   dl_cuda_linear(&g->blas, dt, k->qkv, k->ln1, BP(DL_P_QKV_W), BP(DL_P_QKV_B), rows, D, 3 * D, DL_EPILOGUE_BIAS, s);
   dl_cuda_attention(dt, k->attn, k->lse, k->qkv, ws->n, ws->t, c->heads, D / c->heads, s);
   dl_cuda_linear(&g->blas, dt, k->proj, k->attn, BP(DL_P_PROJ_W), BP(DL_P_PROJ_B), rows, D, D, DL_EPILOGUE_BIAS, s);
-  cudaCheck(cudaMemcpyAsync(k->x_mid, ws->xs[b], bytes, cudaMemcpyDeviceToDevice, s));
-  dl_cuda_residual_scaled(dt, k->x_mid, k->proj, BP(DL_P_LS1), rows, D, s);
-  dl_cuda_layernorm(dt, k->ln2, k->mean2, k->rstd2, k->x_mid, BP(DL_P_NORM2_W), BP(DL_P_NORM2_B), rows, D, LN_EPS,
-                    s);
+  dl_cuda_residual_layernorm(dt, k->x_mid, k->ln2, k->mean2, k->rstd2, ws->xs[b], k->proj, BP(DL_P_LS1),
+                             BP(DL_P_NORM2_W), BP(DL_P_NORM2_B), rows, D, LN_EPS, s);
   if (c->ffn == DL_FFN_SWIGLU) {
     dl_cuda_linear(&g->blas, dt, k->h_pre, k->ln2, BP(DL_P_FC1_W), BP(DL_P_FC1_B), rows, D, 2 * F, DL_EPILOGUE_BIAS,
                    s);
@@ -157,8 +173,12 @@ static void block_forward(dl_cuda_vit *g, int b, dl_cuda_vit_train_ws *ws) {
     dl_cuda_gelu(dt, k->h_act, k->h_pre, (size_t)rows * F, s);
   }
   dl_cuda_linear(&g->blas, dt, k->fc2, k->h_act, BP(DL_P_FC2_W), BP(DL_P_FC2_B), rows, F, D, DL_EPILOGUE_BIAS, s);
-  cudaCheck(cudaMemcpyAsync(ws->xs[b + 1], k->x_mid, bytes, cudaMemcpyDeviceToDevice, s));
-  dl_cuda_residual_scaled(dt, ws->xs[b + 1], k->fc2, BP(DL_P_LS2), rows, D, s);
+  const void *nw, *nb;
+  void *ny;
+  float *nmean, *nrstd;
+  next_norm(g, b, ws, &nw, &nb, &ny, &nmean, &nrstd);
+  dl_cuda_residual_layernorm(dt, ws->xs[b + 1], ny, nmean, nrstd, k->x_mid, k->fc2, BP(DL_P_LS2), nw, nb, rows, D,
+                             LN_EPS, s);
 }
 
 int dl_cuda_vit_forward_train_device(dl_cuda_vit *g, const float *images, int n, int h, int w, const bool *masks,
@@ -166,10 +186,13 @@ int dl_cuda_vit_forward_train_device(dl_cuda_vit *g, const float *images, int n,
   if (prepare(g, n, h, w, ws, err)) return -1;
   const dl_vit_config *c = &g->cfg;
   embed_forward(g, ws, images, masks);
+  const void *nw, *nb;
+  void *ny;
+  float *nmean, *nrstd;
+  next_norm(g, -1, ws, &nw, &nb, &ny, &nmean, &nrstd);  // the first LayerNorm: no residual add before it
+  dl_cuda_residual_layernorm(g->dtype, NULL, ny, nmean, nrstd, ws->xs[0], NULL, NULL, nw, nb, n * ws->t, c->dim,
+                             LN_EPS, g->stream);
   for (int b = 0; b < c->depth; b++) block_forward(g, b, ws);
-  const int nw = g->layout->count - 2;
-  dl_cuda_layernorm(g->dtype, ws->lnf, ws->meanf, ws->rstdf, ws->xs[c->depth], param(g, nw), param(g, nw + 1),
-                    n * ws->t, c->dim, LN_EPS, g->stream);
   ws->masks = masks ? ws->masks : NULL;
   return 0;
 }
@@ -184,8 +207,8 @@ int dl_cuda_vit_forward_train(dl_cuda_vit *g, const float *images, int n, int h,
   // Outputs through a float32 copy on the device, then to the host.
   const size_t floats = (size_t)rows * D;
   if (g->outputs_cap < floats) {
-    if (g->outputs) cudaCheck(cudaFree(g->outputs));
-    cudaCheck(cudaMalloc((void **)&g->outputs, floats * sizeof(float)));
+    if (g->outputs) cudaCheckOr(cudaFree(g->outputs), dl_cuda_take_error(err));
+    cudaCheckOr(cudaMalloc((void **)&g->outputs, floats * sizeof(float)), dl_cuda_take_error(err));
     g->outputs_cap = floats;
   }
   if (g->host_outputs_cap < floats) {
@@ -194,8 +217,10 @@ int dl_cuda_vit_forward_train(dl_cuda_vit *g, const float *images, int n, int h,
     g->host_outputs_cap = floats;
   }
   dl_cuda_convert(g->outputs, DL_DTYPE_F32, ws->lnf, dt, floats, s);
-  cudaCheck(cudaMemcpyAsync(g->host_outputs, g->outputs, floats * sizeof(float), cudaMemcpyDeviceToHost, s));
-  cudaCheck(cudaStreamSynchronize(s));
+  cudaCheckOr(cudaMemcpyAsync(g->host_outputs, g->outputs, floats * sizeof(float), cudaMemcpyDeviceToHost, s),
+              dl_cuda_take_error(err));
+  cudaCheckOr(cudaStreamSynchronize(s), dl_cuda_take_error(err));
+  if (dl_cuda_take_error(err)) return -1;  // a failure recorded by a void call above
   for (int i = 0; i < n; i++) {
     const float *li = g->host_outputs + (size_t)i * t * D;
     if (out->cls) memcpy(out->cls + (size_t)i * D, li, (size_t)D * sizeof(float));
@@ -215,28 +240,32 @@ static void block_backward(dl_cuda_vit *g, int b, dl_cuda_vit_train_ws *ws, floa
   const dl_cuda_block_acts *k = &ws->blocks[b];
   dl_cuda_blas *blas = &g->blas;
   cudaStream_t s = g->stream;
-  // out = x_mid + ls2 * fc2(act(fc1(norm2(x_mid)))).
-  dl_cuda_residual_scaled_backward(dt, ws->dy, BG(DL_P_LS2), ws->dx, k->fc2, BP(DL_P_LS2), rows, D, s);
-  dl_cuda_linear_backward(blas, dt, ws->dhact, BG(DL_P_FC2_W), BG(DL_P_FC2_B), ws->dy, k->h_act, BP(DL_P_FC2_W),
-                          rows, F, D, 0, DL_BIAS_GRAD_ACCUMULATE, s);
-  if (c->ffn == DL_FFN_SWIGLU) dl_cuda_swiglu_backward(dt, ws->dh, ws->dhact, k->h_pre, rows, F, s);
-  else dl_cuda_gelu_backward(dt, ws->dh, ws->dhact, k->h_pre, (size_t)rows * F, s);
-  dl_cuda_linear_backward(blas, dt, ws->dln, BG(DL_P_FC1_W), BG(DL_P_FC1_B), ws->dh, k->ln2, BP(DL_P_FC1_W), rows, D,
-                          fc1, 0, DL_BIAS_GRAD_ACCUMULATE, s);
-  dl_cuda_layernorm_backward(dt, ws->dy, BG(DL_P_NORM2_W), BG(DL_P_NORM2_B), ws->dln, k->x_mid, BP(DL_P_NORM2_W),
-                             k->mean2, k->rstd2, rows, D, s);
-  dl_cuda_add(dt, ws->dx, ws->dy, (size_t)rows * D, s);
+  // out = x_mid + ls2 * fc2(act(fc1(norm2(x_mid)))). The fc2 bias gradient
+  // comes with LayerScale's, the fc1 bias gradient with GELU's backward.
+  dl_cuda_layerscale_backward(dt, ws->dy, BG(DL_P_LS2), BG(DL_P_FC2_B), ws->dx, k->fc2, BP(DL_P_LS2), rows, D, s);
+  dl_cuda_linear_backward(blas, dt, ws->dhact, BG(DL_P_FC2_W), NULL, ws->dy, k->h_act, BP(DL_P_FC2_W), rows, F, D, 0,
+                          DL_BIAS_GRAD_ACCUMULATE, s);
+  float *fc1_db = BG(DL_P_FC1_B);
+  if (c->ffn == DL_FFN_SWIGLU) {
+    dl_cuda_swiglu_backward(dt, ws->dh, ws->dhact, k->h_pre, rows, F, s);
+  } else {
+    dl_cuda_gelu_backward_bias_grad(dt, ws->dh, fc1_db, ws->dhact, k->h_pre, rows, F, s);
+    fc1_db = NULL;  // done
+  }
+  dl_cuda_linear_backward(blas, dt, ws->dln, BG(DL_P_FC1_W), fc1_db, ws->dh, k->ln2, BP(DL_P_FC1_W), rows, D, fc1, 0,
+                          DL_BIAS_GRAD_ACCUMULATE, s);
+  dl_cuda_layernorm_backward_residual(dt, ws->dx, BG(DL_P_NORM2_W), BG(DL_P_NORM2_B), ws->dln, k->x_mid,
+                                      BP(DL_P_NORM2_W), k->mean2, k->rstd2, rows, D, s);
   // x_mid = x + ls1 * proj(attention(qkv(norm1(x)))).
-  dl_cuda_residual_scaled_backward(dt, ws->dy, BG(DL_P_LS1), ws->dx, k->proj, BP(DL_P_LS1), rows, D, s);
-  dl_cuda_linear_backward(blas, dt, ws->dattn, BG(DL_P_PROJ_W), BG(DL_P_PROJ_B), ws->dy, k->attn, BP(DL_P_PROJ_W),
-                          rows, D, D, 0, DL_BIAS_GRAD_ACCUMULATE, s);
-  dl_cuda_attention_backward(dt, ws->dqkv, ws->dattn, k->qkv, k->attn, k->lse, ws->n, ws->t, c->heads, hd,
+  dl_cuda_layerscale_backward(dt, ws->dy, BG(DL_P_LS1), BG(DL_P_PROJ_B), ws->dx, k->proj, BP(DL_P_LS1), rows, D, s);
+  dl_cuda_linear_backward(blas, dt, ws->dattn, BG(DL_P_PROJ_W), NULL, ws->dy, k->attn, BP(DL_P_PROJ_W), rows, D, D,
+                          0, DL_BIAS_GRAD_ACCUMULATE, s);
+  dl_cuda_attn_backward(dt, ws->dqkv, ws->dattn, k->qkv, k->attn, k->lse, ws->n, ws->t, c->heads, hd,
                              ws->attn_scratch, s);
   dl_cuda_linear_backward(blas, dt, ws->dln, BG(DL_P_QKV_W), BG(DL_P_QKV_B), ws->dqkv, k->ln1, BP(DL_P_QKV_W), rows,
                           D, 3 * D, 0, DL_BIAS_GRAD_ACCUMULATE, s);
-  dl_cuda_layernorm_backward(dt, ws->dy, BG(DL_P_NORM1_W), BG(DL_P_NORM1_B), ws->dln, ws->xs[b], BP(DL_P_NORM1_W),
-                             k->mean1, k->rstd1, rows, D, s);
-  dl_cuda_add(dt, ws->dx, ws->dy, (size_t)rows * D, s);
+  dl_cuda_layernorm_backward_residual(dt, ws->dx, BG(DL_P_NORM1_W), BG(DL_P_NORM1_B), ws->dln, ws->xs[b],
+                                      BP(DL_P_NORM1_W), k->mean1, k->rstd1, rows, D, s);
 }
 
 #undef BP
@@ -267,8 +296,9 @@ void dl_cuda_vit_backward(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, const float 
   cudaStream_t s = g->stream;
   dl_cuda_gather_output_grads(dt, ws->dln, d_cls, d_regs, d_patches, ws->n, ws->np, c->registers, D, s);
   const int nw = g->layout->count - 2;
-  dl_cuda_layernorm_backward(dt, ws->dx, gslot(g, grads, nw), gslot(g, grads, nw + 1), ws->dln, ws->xs[c->depth],
-                             param(g, nw), ws->meanf, ws->rstdf, rows, D, s);
+  cudaCheck(cudaMemsetAsync(ws->dx, 0, (size_t)rows * D * sizeof(float), s));  // the backward adds into it
+  dl_cuda_layernorm_backward_residual(dt, ws->dx, gslot(g, grads, nw), gslot(g, grads, nw + 1), ws->dln,
+                                      ws->xs[c->depth], param(g, nw), ws->meanf, ws->rstdf, rows, D, s);
   for (int b = c->depth - 1; b >= 0; b--) block_backward(g, b, ws, grads);
   embed_backward(g, ws, grads);
 }

@@ -2,8 +2,10 @@
 // backward pass needs, and the backward pass into a float32 gradient buffer
 // on the device with the model's flat layout. Mirrors model/vit_train.c
 // step for step; attention keeps its log-sum-exp instead of probabilities.
-// Activations and their gradients in the model's dtype, parameter gradients
-// and LayerNorm statistics in float32. Image gradients are not computed.
+// The residual stream (the tokens between blocks, x_mid inside a block) and
+// its gradient in float32; other activations and their gradients in the
+// model's dtype; parameter gradients and LayerNorm statistics in float32.
+// Image gradients are not computed.
 #ifndef DISTILL_MODEL_CUDA_VIT_CUDA_TRAIN_H
 #define DISTILL_MODEL_CUDA_VIT_CUDA_TRAIN_H
 
@@ -12,7 +14,8 @@
 #include "model/cuda/vit_cuda.h"
 
 typedef struct dl_cuda_block_acts {
-  void *x_mid, *ln1, *ln2, *qkv, *attn, *proj, *h_pre, *h_act, *fc2;
+  float *x_mid;  // float32: the residual stream after the attention branch
+  void *ln1, *ln2, *qkv, *attn, *proj, *h_pre, *h_act, *fc2;
   float *mean1, *rstd1, *mean2, *rstd2, *lse;
 } dl_cuda_block_acts;
 
@@ -22,12 +25,13 @@ typedef struct dl_cuda_vit_train_ws {
   size_t mem_bytes;
   dl_cuda_block_acts *blocks;
   int blocks_cap;
-  void **xs;  // depth + 1 residual streams
+  float **xs;  // depth + 1 residual streams, float32
   void *unfold, *tok, *pos, *lnf;
   float *meanf, *rstdf, *wy, *wx;
   unsigned char *masks;  // device copy, NULL when unmasked
   // Backward scratch.
-  void *dx, *dy, *dln, *dqkv, *dattn, *dh, *dhact, *dtok;
+  float *dx;  // the residual stream's gradient, float32
+  void *dy, *dln, *dqkv, *dattn, *dh, *dhact, *dtok;
   float *dpos, *attn_scratch;
 } dl_cuda_vit_train_ws;
 

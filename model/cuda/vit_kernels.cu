@@ -7,37 +7,37 @@
 
 template <typename T>
 __global__ void unfold_kernel(T *out, const float *img, int n, int h, int w, int p) {
+  // Blocks over patches, threads over a patch's 3 p p values: 32-bit index
+  // math, no 64-bit division per element.
   const int gh = h / p, gw = w / p, row = 3 * p * p;
-  const size_t total = (size_t)n * gh * gw * row;
-  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
-    const int col = (int)(e % row);
-    const size_t patch = e / row;
-    const int gx = (int)(patch % gw), gy = (int)(patch / gw % gh), i = (int)(patch / gw / gh);
-    const int c = col / (p * p), ky = col / p % p, kx = col % p;
-    dl_st(out + e, img[(((size_t)i * 3 + c) * h + gy * p + ky) * w + gx * p + kx]);
+  for (int patch = blockIdx.x; patch < n * gh * gw; patch += gridDim.x) {
+    const int gx = patch % gw, gy = patch / gw % gh, i = patch / gw / gh;
+    for (int col = threadIdx.x; col < row; col += blockDim.x) {
+      const int c = col / (p * p), ky = col / p % p, kx = col % p;
+      dl_st(out + (size_t)patch * row + col, img[(((size_t)i * 3 + c) * h + gy * p + ky) * w + gx * p + kx]);
+    }
   }
 }
 
 template <typename T>
-__global__ void assemble_kernel(T *x, const T *patch_tokens, const T *cls, const T *pos0, const T *regs,
+__global__ void assemble_kernel(float *x, const T *patch_tokens, const T *cls, const T *pos0, const T *regs,
                                 const T *mask_token, const T *pos, const uint8_t *masks, int n, int np, int R,
                                 int d) {
+  // Blocks over token rows, threads over channels: 32-bit division per row only.
   const int t = 1 + R + np;
-  const size_t total = (size_t)n * t * d;
-  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
-    const int k = (int)(e % d), tok = (int)(e / d % t), i = (int)(e / d / t);
-    float v;
-    if (tok == 0) {
-      v = dl_ld(cls + k) + dl_ld(pos0 + k);
-    } else if (tok <= R) {
-      v = dl_ld(regs + (size_t)(tok - 1) * d + k);  // registers carry no position
-    } else {
-      const int q = tok - 1 - R;
-      const bool masked = masks && masks[(size_t)i * np + q];
-      v = (masked ? dl_ld(mask_token + k) : dl_ld(patch_tokens + ((size_t)i * np + q) * d + k)) +
-          dl_ld(pos + (size_t)q * d + k);
+  for (int row = blockIdx.x; row < n * t; row += gridDim.x) {
+    const int tok = row % t, i = row / t, q = tok - 1 - R;
+    const bool masked = tok > R && masks && masks[(size_t)i * np + q];
+    float *xr = x + (size_t)row * d;
+    for (int k = threadIdx.x; k < d; k += blockDim.x) {
+      float v;
+      if (tok == 0) v = dl_ld(cls + k) + dl_ld(pos0 + k);
+      else if (tok <= R) v = dl_ld(regs + (size_t)(tok - 1) * d + k);  // registers carry no position
+      else
+        v = (masked ? dl_ld(mask_token + k) : dl_ld(patch_tokens + ((size_t)i * np + q) * d + k)) +
+            dl_ld(pos + (size_t)q * d + k);
+      xr[k] = v;
     }
-    dl_st(x + e, v);
   }
 }
 
@@ -68,17 +68,18 @@ static unsigned capped_blocks(size_t n) {
 
 extern "C" void dl_cuda_unfold_patches(dl_dtype dt, void *out, const float *images, int n, int h, int w, int p,
                                        cudaStream_t s) {
-  const size_t total = (size_t)n * (h / p) * (w / p) * 3 * p * p;
-  DL_DISPATCH(dt, unfold_kernel<T><<<capped_blocks(total), THREADS, 0, s>>>((T *)out, images, n, h, w, p));
+  const int patches = n * (h / p) * (w / p);
+  DL_DISPATCH(dt, unfold_kernel<T><<<patches < 65536 ? (patches > 0 ? patches : 1) : 65536, THREADS, 0, s>>>(
+                      (T *)out, images, n, h, w, p));
   cudaCheckLaunch();
 }
 
-extern "C" void dl_cuda_assemble_tokens(dl_dtype dt, void *x, const void *patch_tokens, const void *cls,
+extern "C" void dl_cuda_assemble_tokens(dl_dtype dt, float *x, const void *patch_tokens, const void *cls,
                                         const void *pos0, const void *regs, const void *mask_token, const void *pos,
                                         const uint8_t *masks, int n, int np, int registers, int d, cudaStream_t s) {
-  const size_t total = (size_t)n * (1 + registers + np) * d;
-  DL_DISPATCH(dt, assemble_kernel<T><<<capped_blocks(total), THREADS, 0, s>>>(
-                      (T *)x, (const T *)patch_tokens, (const T *)cls, (const T *)pos0, (const T *)regs,
+  const int rows = n * (1 + registers + np);
+  DL_DISPATCH(dt, assemble_kernel<T><<<rows < 65536 ? rows : 65536, THREADS, 0, s>>>(
+                      x, (const T *)patch_tokens, (const T *)cls, (const T *)pos0, (const T *)regs,
                       (const T *)mask_token, (const T *)pos, masks, n, np, registers, d));
   cudaCheckLaunch();
 }

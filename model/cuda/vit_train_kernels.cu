@@ -4,6 +4,7 @@
 // pass of the embeddings (tokens, registers, mask token, positions).
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/kernels_common.cuh"
+#include "model/cuda/vec_plan.h"
 
 #define THREADS 256
 
@@ -12,14 +13,26 @@ static unsigned capped_blocks(size_t n) {
   return (unsigned)(b < 65536 ? (b ? b : 1) : 65536);
 }
 
+// 16 bytes per thread and access over the first `head` elements (every
+// pointer 16-byte aligned), one element at a time over the tail.
 template <typename T>
-__global__ void add_kernel(T *a, const T *b, size_t n) {
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-    dl_st(a + i, dl_ld(a + i) + dl_ld(b + i));
+__global__ void add_kernel(T *a, const T *b, size_t head, size_t n) {
+  constexpr int W = dl_pack<T>::N;
+  const size_t first = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x;
+  for (size_t i = first * W; i < head; i += stride * W) {
+    dl_pack<T> va = dl_ld_pack(a + i);
+    const dl_pack<T> vb = dl_ld_pack(b + i);
+    for (int k = 0; k < W; k++) dl_st(&va.v[k], dl_ld(&va.v[k]) + dl_ld(&vb.v[k]));
+    dl_st_pack(a + i, va);
+  }
+  for (size_t i = head + first; i < n; i += stride) dl_st(a + i, dl_ld(a + i) + dl_ld(b + i));
 }
 
 extern "C" void dl_cuda_add(dl_dtype dt, void *a, const void *b, size_t n, cudaStream_t s) {
-  DL_DISPATCH(dt, add_kernel<T><<<capped_blocks(n), THREADS, 0, s>>>((T *)a, (const T *)b, n));
+  const void *ptrs[] = {a, b};
+  const dl_vec_split v = dl_vec_plan(n, dl_dtype_size(dt), ptrs, 2);
+  DL_DISPATCH(dt, add_kernel<T><<<capped_blocks(v.head / v.width + v.tail), THREADS, 0, s>>>((T *)a, (const T *)b,
+                                                                                             v.head, n));
   cudaCheckLaunch();
 }
 
@@ -27,23 +40,22 @@ extern "C" void dl_cuda_add(dl_dtype dt, void *a, const void *b, size_t n, cudaS
 template <typename T>
 __global__ void gather_output_grads_kernel(T *g, const float *d_cls, const float *d_regs, const float *d_patches,
                                            int n, int np, int R, int D) {
+  // Blocks over token rows, threads over channels: 32-bit division per row only.
   const int t = 1 + R + np;
-  const size_t total = (size_t)n * t * D;
-  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
-    const int k = (int)(e % D), tok = (int)(e / D % t), i = (int)(e / D / t);
-    float v;
-    if (tok == 0) v = d_cls ? d_cls[(size_t)i * D + k] : 0.0f;
-    else if (tok <= R) v = d_regs ? d_regs[((size_t)i * R + tok - 1) * D + k] : 0.0f;
-    else v = d_patches ? d_patches[((size_t)i * np + tok - 1 - R) * D + k] : 0.0f;
-    dl_st(g + e, v);
+  for (int row = blockIdx.x; row < n * t; row += gridDim.x) {
+    const int tok = row % t, i = row / t;
+    const float *src = tok == 0 ? (d_cls ? d_cls + (size_t)i * D : NULL)
+                       : tok <= R ? (d_regs ? d_regs + ((size_t)i * R + tok - 1) * D : NULL)
+                                  : (d_patches ? d_patches + ((size_t)i * np + tok - 1 - R) * D : NULL);
+    for (int k = threadIdx.x; k < D; k += blockDim.x) dl_st(g + (size_t)row * D + k, src ? src[k] : 0.0f);
   }
 }
 
 extern "C" void dl_cuda_gather_output_grads(dl_dtype dt, void *g, const float *d_cls, const float *d_regs,
                                             const float *d_patches, int n, int np, int registers, int d,
                                             cudaStream_t s) {
-  const size_t total = (size_t)n * (1 + registers + np) * d;
-  DL_DISPATCH(dt, gather_output_grads_kernel<T><<<capped_blocks(total), THREADS, 0, s>>>(
+  const int rows = n * (1 + registers + np);
+  DL_DISPATCH(dt, gather_output_grads_kernel<T><<<rows < 65536 ? rows : 65536, THREADS, 0, s>>>(
                       (T *)g, d_cls, d_regs, d_patches, n, np, registers, d));
   cudaCheckLaunch();
 }
@@ -53,18 +65,19 @@ extern "C" void dl_cuda_gather_output_grads(dl_dtype dt, void *g, const float *d
 template <typename T>
 __global__ void split_tokens_kernel(T *cls, T *patches, const T *x, int n, int np, int R, int D) {
   const int t = 1 + R + np;
-  const size_t total = (size_t)n * t * D;
-  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
-    const int k = (int)(e % D), tok = (int)(e / D % t), i = (int)(e / D / t);
-    if (tok == 0 && cls) cls[(size_t)i * D + k] = x[e];
-    else if (tok > R && patches) patches[((size_t)i * np + tok - 1 - R) * D + k] = x[e];
+  for (int row = blockIdx.x; row < n * t; row += gridDim.x) {  // blocks over token rows, threads over channels
+    const int tok = row % t, i = row / t;
+    T *dst = tok == 0 ? (cls ? cls + (size_t)i * D : NULL)
+                      : tok > R && patches ? patches + ((size_t)i * np + tok - 1 - R) * D : NULL;
+    if (dst)
+      for (int k = threadIdx.x; k < D; k += blockDim.x) dst[k] = x[(size_t)row * D + k];
   }
 }
 
 extern "C" void dl_cuda_split_tokens(dl_dtype dt, void *cls, void *patches, const void *x, int n, int np,
                                      int registers, int d, cudaStream_t s) {
-  const size_t total = (size_t)n * (1 + registers + np) * d;
-  DL_DISPATCH(dt, split_tokens_kernel<T><<<capped_blocks(total), THREADS, 0, s>>>((T *)cls, (T *)patches,
+  const int rows = n * (1 + registers + np);
+  DL_DISPATCH(dt, split_tokens_kernel<T><<<rows < 65536 ? rows : 65536, THREADS, 0, s>>>((T *)cls, (T *)patches,
                                                                                     (const T *)x, n, np, registers,
                                                                                     d));
   cudaCheckLaunch();
@@ -75,14 +88,14 @@ extern "C" void dl_cuda_split_tokens(dl_dtype dt, void *cls, void *patches, cons
 // gradient for the patch embedding (zero where masked) and the mask token's.
 template <typename T>
 __global__ void embed_backward_kernel(float *g_cls, float *g_pos0, float *g_reg, float *g_mask, float *dpos,
-                                      T *dtok, const T *dx, const uint8_t *masks, int n, int np, int R, int D) {
+                                      T *dtok, const float *dx, const uint8_t *masks, int n, int np, int R, int D) {
   const int t = 1 + R + np;
   const size_t total = (size_t)t * D;
   for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
     const int k = (int)(e % D), tok = (int)(e / D);
     float sum = 0.0f, masked_sum = 0.0f;
     for (int i = 0; i < n; i++) {
-      const float g = dl_ld(dx + ((size_t)i * t + tok) * D + k);
+      const float g = dx[((size_t)i * t + tok) * D + k];
       sum += g;
       if (tok > R) {
         const int q = tok - 1 - R;
@@ -104,11 +117,11 @@ __global__ void embed_backward_kernel(float *g_cls, float *g_pos0, float *g_reg,
 }
 
 extern "C" void dl_cuda_embed_backward(dl_dtype dt, float *g_cls, float *g_pos0, float *g_reg, float *g_mask,
-                                       float *dpos, void *dtok, const void *dx, const uint8_t *masks, int n,
+                                       float *dpos, void *dtok, const float *dx, const uint8_t *masks, int n,
                                        int np, int registers, int d, cudaStream_t s) {
   const size_t total = (size_t)(1 + registers + np) * d;
   DL_DISPATCH(dt, embed_backward_kernel<T><<<capped_blocks(total), THREADS, 0, s>>>(
-                      g_cls, g_pos0, g_reg, g_mask, dpos, (T *)dtok, (const T *)dx, masks, n, np, registers, d));
+                      g_cls, g_pos0, g_reg, g_mask, dpos, (T *)dtok, dx, masks, n, np, registers, d));
   cudaCheckLaunch();
 }
 

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model/cuda/cuda_check.h"
+#include "model/cuda/cuda_check_fatal.h"
 #include "tests/harness.h"
 
 int dl_gpu_test_device(void) {
@@ -15,7 +15,7 @@ int dl_gpu_test_device(void) {
     return -1;
   }
   struct cudaDeviceProp prop;
-  cudaCheck(cudaGetDeviceProperties(&prop, 0));
+  cudaCheckFatal(cudaGetDeviceProperties(&prop, 0));
   printf("info device: %s, compute capability %d.%d, %.1f GiB\n", prop.name, prop.major, prop.minor,
          (double)prop.totalGlobalMem / (1 << 30));
   return 0;
@@ -36,36 +36,36 @@ void dl_bf16_round_all(float *x, size_t n) {
 
 void *dl_gpu_alloc(size_t n, dl_dtype dt) {
   void *d;
-  cudaCheck(cudaMalloc(&d, n * dl_dtype_size(dt) + 16));
-  cudaCheck(cudaMemset(d, 0, n * dl_dtype_size(dt) + 16));
+  cudaCheckFatal(cudaMalloc(&d, n * dl_dtype_size(dt) + 16));
+  cudaCheckFatal(cudaMemset(d, 0, n * dl_dtype_size(dt) + 16));
   // The memset runs on the legacy stream, which the ops' non-blocking
   // streams do not wait for.
-  cudaCheck(cudaDeviceSynchronize());
+  cudaCheckFatal(cudaDeviceSynchronize());
   return d;
 }
 
 void *dl_gpu_upload(const float *host, size_t n, dl_dtype dt) {
   void *d = dl_gpu_alloc(n, dt);
   float *staging;
-  cudaCheck(cudaMalloc((void **)&staging, n * sizeof(float) + 16));
-  cudaCheck(cudaMemcpy(staging, host, n * sizeof(float), cudaMemcpyHostToDevice));
+  cudaCheckFatal(cudaMalloc((void **)&staging, n * sizeof(float) + 16));
+  cudaCheckFatal(cudaMemcpy(staging, host, n * sizeof(float), cudaMemcpyHostToDevice));
   dl_cuda_convert(d, dt, staging, DL_DTYPE_F32, n, 0);
-  cudaCheck(cudaDeviceSynchronize());
-  cudaCheck(cudaFree(staging));
+  cudaCheckFatal(cudaDeviceSynchronize());
+  cudaCheckFatal(cudaFree(staging));
   return d;
 }
 
 void dl_gpu_download(float *host, const void *dev, size_t n, dl_dtype dt) {
   float *staging;
-  cudaCheck(cudaMalloc((void **)&staging, n * sizeof(float) + 16));
+  cudaCheckFatal(cudaMalloc((void **)&staging, n * sizeof(float) + 16));
   dl_cuda_convert(staging, DL_DTYPE_F32, dev, dt, n, 0);
-  cudaCheck(cudaDeviceSynchronize());
-  cudaCheck(cudaMemcpy(host, staging, n * sizeof(float), cudaMemcpyDeviceToHost));
-  cudaCheck(cudaFree(staging));
+  cudaCheckFatal(cudaDeviceSynchronize());
+  cudaCheckFatal(cudaMemcpy(host, staging, n * sizeof(float), cudaMemcpyDeviceToHost));
+  cudaCheckFatal(cudaFree(staging));
 }
 
 void dl_gpu_free(void *dev) {
-  if (dev) cudaCheck(cudaFree(dev));
+  if (dev) cudaCheckFatal(cudaFree(dev));
 }
 
 float *dl_test_random(size_t n, uint64_t *s, float scale) {
@@ -77,9 +77,21 @@ float *dl_test_random(size_t n, uint64_t *s, float scale) {
   return x;
 }
 
+float *dl_test_input(size_t n, uint64_t *state, float scale, dl_dtype dt) {
+  float *x = dl_test_random(n, state, scale);
+  if (dt == DL_DTYPE_BF16) dl_bf16_round_all(x, n);
+  return x;
+}
+
+float *dl_test_host(size_t n) { return malloc(n * sizeof(float) + 16); }
+
 const char *dl_dtype_name(dl_dtype dt) { return dt == DL_DTYPE_BF16 ? "bf16" : "fp32"; }
 
 void dl_gpu_compare(const char *op, dl_dtype dt, const float *got, const float *want, size_t n, double tol) {
+  // A library call before this comparison may have recorded a failure
+  // (model/cuda/cuda_check.h) instead of exiting: name it with the op.
+  dl_err err;
+  if (dl_cuda_take_error(&err)) CHECK(0, "%s %s: %s", op, dl_dtype_name(dt), err.msg);
   const double e = dl_rel_err(got, want, n);
   CHECK(e <= tol, "result %s %s rel_err=%.3g tol=%.3g", op, dl_dtype_name(dt), e, tol);
 }

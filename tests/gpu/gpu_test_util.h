@@ -26,8 +26,13 @@ void dl_gpu_download(float *host, const void *dev, size_t n, dl_dtype dt);
 void dl_gpu_free(void *dev);
 
 float *dl_test_random(size_t n, uint64_t *state, float scale);
+// The same in the precision the GPU will store it (rounded to bf16 for bf16).
+float *dl_test_input(size_t n, uint64_t *state, float scale, dl_dtype dt);
+// An uninitialized host buffer of n floats (16 bytes of slack), for results.
+float *dl_test_host(size_t n);
 
-// Prints "result OP DTYPE rel_err=E tol=T ok|FAIL" through CHECK.
+// Prints "result OP DTYPE rel_err=E tol=T ok|FAIL" through CHECK, after a
+// failed check naming any failure a library call recorded since the last.
 void dl_gpu_compare(const char *op, dl_dtype dt, const float *got, const float *want, size_t n, double tol);
 const char *dl_dtype_name(dl_dtype dt);
 

@@ -2,7 +2,8 @@
 // counterpart on the same inputs (bf16 inputs rounded on the host first):
 //   - the DINO head (MLP, L2 normalization, weight-normed last layer), the
 //     teacher's last layer alone, and the feature adaptor (plain MLP):
-//     outputs, every parameter gradient and the input gradient;
+//     outputs, every parameter gradient and the input gradient; the same
+//     through the chunked API of the training step's loss path;
 //   - the feature-mode losses per row (cosine, smooth-L1): loss and
 //     gradient, written and accumulated;
 //   - splitting the backbone's output tokens into CLS and patch rows.
@@ -29,8 +30,11 @@ static float *input(size_t n, float scale, dl_dtype dt) {
   return x;
 }
 
+// chunk > 0: the GPU side through the chunked API (forward_begin, the last
+// layer and its backward chunk of rows by chunk, backward_finish), as the
+// training step's loss path runs it.
 static void check_head(dl_cuda_blas *blas, dl_dtype dt, const dl_head_config *hc, dl_head_mode mode,
-                       const char *label) {
+                       const char *label, int chunk) {
   const bool f32 = dt == DL_DTYPE_F32;
   dl_head h;
   dl_head_init(&h, hc);
@@ -51,8 +55,19 @@ static void check_head(dl_cuda_blas *blas, dl_dtype dt, const dl_head_config *hc
   void *gx = dl_gpu_upload(x, (size_t)m * in, dt), *gout = dl_gpu_alloc((size_t)m * out, dt);
   void *gdout = dl_gpu_upload(dout, (size_t)m * out, dt), *gdx_dev = dl_gpu_alloc((size_t)m * in, dt);
   float *ggrads = dl_gpu_alloc(total, DL_DTYPE_F32);
-  dl_cuda_head_forward(&gh, mode, gx, m, gout, &gws);
-  dl_cuda_head_backward(&gh, &gws, gdout, ggrads, gdx_dev);
+  if (chunk > 0) {
+    const size_t row = (size_t)out * dl_dtype_size(dt);
+    dl_cuda_head_forward_begin(&gh, mode, gx, m, &gws);
+    for (int r0 = 0; r0 < m; r0 += chunk)
+      dl_cuda_head_last_rows(&gh, &gws, r0, m - r0 < chunk ? m - r0 : chunk, (unsigned char *)gout + r0 * row);
+    for (int r0 = 0; r0 < m; r0 += chunk)
+      dl_cuda_head_last_rows_backward(&gh, &gws, r0, m - r0 < chunk ? m - r0 : chunk,
+                                      (unsigned char *)gdout + r0 * row, mode == DL_HEAD_LAST_LAYER ? gdx_dev : NULL);
+    dl_cuda_head_backward_finish(&gh, &gws, ggrads, gdx_dev);
+  } else {
+    dl_cuda_head_forward(&gh, mode, gx, m, gout, &gws);
+    dl_cuda_head_backward(&gh, &gws, gdout, ggrads, gdx_dev);
+  }
   dl_gpu_download(got, gout, (size_t)m * out, dt);
   dl_gpu_download(gg, ggrads, total, DL_DTYPE_F32);
   dl_gpu_download(gdx, gdx_dev, (size_t)m * in, dt);
@@ -132,9 +147,12 @@ int main(void) {
   const dl_head_config adaptor = {.in_dim = 128, .hidden_dim = 96, .out_dim = 96, .nlayers = 2, .prototypes = 0};
   const dl_dtype types[2] = {DL_DTYPE_F32, DL_DTYPE_BF16};
   for (int i = 0; i < 2; i++) {
-    check_head(&blas, types[i], &dino, DL_HEAD_FULL, "dino_full");
-    check_head(&blas, types[i], &dino, DL_HEAD_LAST_LAYER, "teacher_last_layer");
-    check_head(&blas, types[i], &adaptor, DL_HEAD_FULL, "adaptor");
+    check_head(&blas, types[i], &dino, DL_HEAD_FULL, "dino_full", 0);
+    check_head(&blas, types[i], &dino, DL_HEAD_LAST_LAYER, "teacher_last_layer", 0);
+    check_head(&blas, types[i], &adaptor, DL_HEAD_FULL, "adaptor", 0);
+    // 37 rows in chunks of 5 (the last of 2), 200 prototypes.
+    check_head(&blas, types[i], &dino, DL_HEAD_FULL, "dino_full_chunks_of_5", 5);
+    check_head(&blas, types[i], &dino, DL_HEAD_LAST_LAYER, "teacher_last_layer_chunks_of_5", 5);
     check_split(types[i]);
   }
   check_feature_loss(true);

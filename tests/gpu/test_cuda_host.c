@@ -12,9 +12,12 @@
 #include "model/cpu/ops.h"
 #include "model/cpu/ops_backward.h"
 #include "model/cuda/adamw_segments.h"
+#include "model/cuda/attention_plan.h"
 #include "model/cuda/gemm_plan.h"
+#include "model/cuda/loss_chunks.h"
 #include "model/cuda/rendezvous.h"
 #include "model/cuda/train_flops.h"
+#include "model/cuda/vec_plan.h"
 #include "model/cuda/vit_cuda_layout.h"
 #include "model/optim.h"
 #include "tests/harness.h"
@@ -82,6 +85,70 @@ static void check_gemm_plans(int m, int k, int n) {
         n, e);
   free(x); free(w); free(dy); free(dw0); free(y_cpu); free(y_plan); free(ones);
   free(dx_cpu); free(dw_cpu); free(dx_plan); free(dw_plan);
+}
+
+// The alignment the heuristic is told: what the address promises, capped at 256.
+static void check_gemm_alignment(void) {
+  unsigned char *base = (unsigned char *)(uintptr_t)(1u << 20);  // addresses only, never dereferenced
+  const int offsets[] = {0, 2, 16, 32, 96, 256, 384, 4094};
+  const int want[] = {256, 2, 16, 32, 32, 256, 128, 2};
+  int bad = 0;
+  for (int i = 0; i < 8; i++) bad += dl_gemm_alignment(base + offsets[i]) != want[i];
+  CHECK(bad == 0, "pointer alignment at offsets 0, 2, 16, 32, 96, 256, 384, 4094 of a 1 MiB address: %d wrong", bad);
+  CHECK(dl_gemm_alignment(NULL) == 256 && dl_gemm_alignment(base + 1) == 1, "NULL counts as 256, an odd address as 1");
+  // A bf16 weight 32 bytes into a 256-aligned buffer: its key differs from the aligned one's.
+  const dl_gemm_plan p = dl_gemm_plan_make(DL_GEMM_FORWARD, 64, 384, 1152);
+  const dl_gemm_key k256 = dl_gemm_key_make(&p, 14, 14, 2, 14, base, base, base, base);
+  const dl_gemm_key k32 = dl_gemm_key_make(&p, 14, 14, 2, 14, base + 32, base, base, base);
+  CHECK(k32.align_a == 32 && k256.align_a == 256 && memcmp(&k32, &k256, sizeof k32) != 0,
+        "the A operand's alignment (32 vs 256) is part of the key");
+}
+
+// The plan cache: a key finds its own slot again, every field of the key
+// tells plans apart, and the least recently used slot is the one evicted.
+static void check_gemm_cache(void) {
+  dl_gemm_cache *c = calloc(1, sizeof *c);
+  const dl_gemm_plan fwd = dl_gemm_plan_make(DL_GEMM_FORWARD, 64, 384, 1152);
+  const void *ptr = (const void *)(uintptr_t)4096;
+  const dl_gemm_key k = dl_gemm_key_make(&fwd, 14, 14, 1, 14, ptr, ptr, ptr, ptr);
+  int hit = -1;
+  dl_gemm_cache_slot *first = dl_gemm_cache_lookup(c, &k, &hit);
+  first->value = (void *)first;
+  CHECK(hit == 0 && c->misses == 1, "a new key misses");
+  dl_gemm_cache_slot *again = dl_gemm_cache_lookup(c, &k, &hit);
+  CHECK(hit == 1 && again == first && again->value == (void *)first, "the same key hits its slot and value");
+  // Each variation of one field must miss.
+  dl_gemm_key v[8];
+  for (int i = 0; i < 8; i++) v[i] = k;
+  v[0].trans_a ^= 1, v[1].rows++, v[2].inner++, v[3].ldb++, v[4].ab_type = 0, v[5].c_type = 0, v[6].epilogue = 0;
+  v[7].align_d = 32;
+  int missed = 0;
+  for (int i = 0; i < 8; i++) {
+    dl_gemm_cache_slot *sl = dl_gemm_cache_lookup(c, &v[i], &hit);
+    missed += !hit && sl != first;
+  }
+  CHECK(missed == 8, "transpose, shape, leading dimension, types, epilogue and alignment each key a new plan (%d/8)",
+        missed);
+  // Fill every slot, touching the first key each time: the eviction takes
+  // the oldest other key, never the one in use.
+  dl_gemm_key fill = k;
+  dl_gemm_cache_slot *evicted = NULL;
+  long evictions = c->evictions;
+  for (int i = 0; i < DL_GEMM_CACHE_SLOTS; i++) {
+    fill.cols = 10000 + i;
+    dl_gemm_cache_slot *sl = dl_gemm_cache_lookup(c, &fill, &hit);
+    if (c->evictions > evictions && !evicted) evicted = sl;
+    evictions = c->evictions;
+    dl_gemm_cache_lookup(c, &k, &hit);
+  }
+  CHECK(evicted != NULL && evicted != first && hit == 1, "a full cache evicts, but not the key used every time");
+  dl_gemm_key oldest = k;
+  oldest.trans_a ^= 1;  // v[0], the oldest key after k
+  dl_gemm_cache_lookup(c, &oldest, &hit);
+  CHECK(hit == 0, "the least recently used key (the first variation) was the one evicted");
+  CHECK(c->hits >= DL_GEMM_CACHE_SLOTS + 1, "%ld hits, %ld misses, %ld evictions", c->hits, c->misses,
+        c->evictions);
+  free(c);
 }
 
 static float max_abs_diff(const float *a, const float *b, size_t n) {
@@ -197,6 +264,20 @@ static void check_rendezvous(void) {
   unlink(path);
 }
 
+// DISTILL_NCCL_TIMEOUT_S: the default when unset, seconds when a positive number, refused otherwise.
+static void check_nccl_timeout(void) {
+  dl_err err;
+  double t = -1;
+  CHECK(dl_nccl_timeout_parse(NULL, &t, &err) == 0 && t == DL_NCCL_TIMEOUT_DEFAULT_S &&
+            dl_nccl_timeout_parse("", &t, &err) == 0 && t == DL_NCCL_TIMEOUT_DEFAULT_S,
+        "unset or empty: the default %.0f s", DL_NCCL_TIMEOUT_DEFAULT_S);
+  CHECK(dl_nccl_timeout_parse("2.5", &t, &err) == 0 && t == 2.5, "'2.5' -> %.1f s", t);
+  const char *bad[] = {"0", "-3", "ten", "5s", "nan", "1e9"};
+  int refused = 0;
+  for (int i = 0; i < 6; i++) refused += dl_nccl_timeout_parse(bad[i], &t, &err) == -1 && strstr(err.msg, bad[i]);
+  CHECK(refused == 6, "0, -3, ten, 5s, nan, 1e9 refused with the value named (%d/6): %s", refused, err.msg);
+}
+
 static void check_carving(void) {
   // ViT-g/14 at 224 and 518, the teacher's two shapes.
   const dl_vit_config g = {.patch = 14, .dim = 1536, .depth = 40, .heads = 24, .ffn_hidden = 4096,
@@ -213,7 +294,7 @@ static void check_carving(void) {
     const size_t rows = (size_t)n * t;
     // Each buffer's start, in carving order, and the bytes it must hold.
     void *starts[] = {b.x, b.ln, b.qkv, b.attn, b.hidden, b.gated, b.tmp, b.unfold, b.pos};
-    const size_t need[] = {rows * 1536 * 2, rows * 1536 * 2, rows * 3 * 1536 * 2, rows * 1536 * 2,
+    const size_t need[] = {rows * 1536 * 4, rows * 1536 * 2, rows * 3 * 1536 * 2, rows * 1536 * 2,
                            rows * 8192 * 2, rows * 4096 * 2, rows * 1536 * 2, (size_t)n * np * 588 * 2,
                            (size_t)np * 1536 * 2};
     int bad = 0;
@@ -273,14 +354,182 @@ static void check_train_flops(void) {
         got / 1e9, want_f / 1e9);
 }
 
+// The element-wise kernels' split into 16-byte vectors and a scalar tail:
+// every element covered once, vectors only from 16-byte aligned pointers.
+static void check_vec_plan(void) {
+  unsigned char *base = (unsigned char *)(uintptr_t)4096;  // addresses only, never dereferenced
+  const void *aligned[] = {base, base + 256, NULL};        // NULL: an absent optional pointer
+  const void *odd[] = {base, base + 8};
+  int bad = 0;
+  const size_t ns[] = {0, 1, 7, 8, 9, 4095, 4096, 4097, (size_t)1 << 33};
+  for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+    const size_t n = ns[i];
+    const dl_vec_split b = dl_vec_plan(n, 2, aligned, 3), f = dl_vec_plan(n, 4, aligned, 3);
+    const dl_vec_split m = dl_vec_plan(n, 2, odd, 2);
+    bad += b.width != 8 || b.head % 8 || b.tail >= 8 || b.head + b.tail != n;
+    bad += f.width != 4 || f.head % 4 || f.tail >= 4 || f.head + f.tail != n;
+    bad += m.width != 1 || m.head != 0 || m.tail != n;
+  }
+  CHECK(bad == 0, "vector split: 8 bf16 / 4 float per 16-byte access plus a tail below that, all scalar when a "
+                  "pointer is only 8-byte aligned (%d wrong)", bad);
+  const void *x_bf16_rows[] = {base, base + 512};
+  CHECK(dl_vec_row_width(1536, x_bf16_rows, 2) == 4 && dl_vec_row_width(384, x_bf16_rows, 2) == 4 &&
+            dl_vec_row_width(6, x_bf16_rows, 2) == 1 && dl_vec_row_width(1536, odd, 2) == 1,
+        "LayerNorm rows: 4 per access for d = 1536 and 384, one for d = 6 or an 8-byte aligned pointer");
+}
+
+// The prototype losses' chunks of rows (model/cuda/loss_chunks.h): the
+// figures at K = 131072 (issue 15), a K that is no multiple of anything, and
+// over a sweep, each chunk as large as the budget and the GEMM limit allow.
+static void check_loss_chunks(void) {
+  const int rows_ibot = 16384, K = 131072;
+  const int bf16 = dl_loss_chunk_rows(rows_ibot, K, 2, DL_LOSS_CHUNK_DEFAULT_BYTES);
+  CHECK(bf16 == 1024 && dl_loss_chunk_count(rows_ibot, bf16) == 16,
+        "K = 131072, 16384 rows, bf16, 256 MiB: %d rows per chunk, %d chunks (1024, 16)", bf16,
+        dl_loss_chunk_count(rows_ibot, bf16));
+  const int unbounded = dl_loss_chunk_rows(rows_ibot, K, 4, SIZE_MAX);
+  CHECK(unbounded == 8192 && (size_t)unbounded * K <= DL_LOSS_CHUNK_MAX_ELEMS && (size_t)unbounded * K < (1ull << 31),
+        "without a budget the GEMM limit holds: %d rows of 131072 (2^30 elements)", unbounded);
+  const int odd = dl_loss_chunk_rows(37, 1000, 4, 5 * 1000 * 4 + 3);
+  CHECK(odd == 5 && dl_loss_chunk_count(37, odd) == 8 && 37 - 7 * odd == 2,
+        "K = 1000, 37 rows, a budget of 5 rows and 3 bytes: %d rows per chunk, 8 chunks, the last of 2", odd);
+  CHECK(dl_loss_chunk_rows(37, 1000, 4, 10) == 1 && dl_loss_chunk_rows(0, 1000, 4, 1 << 20) == 0 &&
+            dl_loss_chunk_rows(3, 1000, 4, 1 << 20) == 3 && dl_loss_chunk_count(0, 5) == 0,
+        "a budget below one row takes one row; no rows, no chunk; few rows, one chunk");
+  int bad = 0;
+  const int ks[] = {1, 7, 1000, 65536, 65537, 131072, 262144};
+  const size_t budgets[] = {1, 4096, (size_t)3 << 20, (size_t)256 << 20, (size_t)64 << 30};
+  for (size_t a = 0; a < sizeof ks / sizeof *ks; a++)
+    for (size_t b = 0; b < sizeof budgets / sizeof *budgets; b++)
+      for (size_t e = 2; e <= 4; e += 2)
+        for (int rows = 1; rows <= 40000; rows = rows * 3 + 1) {
+          const size_t k = (size_t)ks[a], n = (size_t)dl_loss_chunk_rows(rows, ks[a], e, budgets[b]);
+          const bool fits = n * k <= DL_LOSS_CHUNK_MAX_ELEMS && n * k * e <= budgets[b];
+          const bool more_fits = (n + 1) * k <= DL_LOSS_CHUNK_MAX_ELEMS && (n + 1) * k * e <= budgets[b];
+          bad += n < 1 || n > (size_t)rows || (!fits && n != 1) || (more_fits && n != (size_t)rows);
+          bad += dl_loss_chunk_count(rows, (int)n) != (int)((rows + n - 1) / n);
+        }
+  CHECK(bad == 0, "chunk sizes over 7 K x 5 budgets x 2 widths x 10 row counts: %d not the largest that fits", bad);
+  setenv("DISTILL_CUDA_LOSS_CHUNK_BYTES", "4096", 1);
+  const size_t set = dl_loss_chunk_budget();
+  setenv("DISTILL_CUDA_LOSS_CHUNK_BYTES", "4k", 1);
+  const size_t junk = dl_loss_chunk_budget();
+  unsetenv("DISTILL_CUDA_LOSS_CHUNK_BYTES");
+  CHECK(set == 4096 && junk == DL_LOSS_CHUNK_DEFAULT_BYTES && dl_loss_chunk_budget() == DL_LOSS_CHUNK_DEFAULT_BYTES,
+        "DISTILL_CUDA_LOSS_CHUNK_BYTES: a number sets the budget (%zu), anything else leaves the default", set);
+}
+
+// The attention dispatch's host logic: DISTILL_ATTENTION, the strides
+// through which cuDNN reads the packed qkv in place, the plan cache keying.
+static int64_t element(const dl_attn_tensor *x, int64_t i0, int64_t i1, int64_t i2, int64_t i3) {
+  return x->offset + i0 * x->strides[0] + i1 * x->strides[1] + i2 * x->strides[2] + i3 * x->strides[3];
+}
+
+static void check_attention_path(void) {
+  dl_attn_path p = DL_ATTN_OWN;
+  CHECK(dl_attn_path_parse(NULL, &p) == 0 && p == DL_ATTN_AUTO, "unset DISTILL_ATTENTION is auto");
+  CHECK(dl_attn_path_parse("", &p) == 0 && p == DL_ATTN_AUTO, "empty DISTILL_ATTENTION is auto");
+  CHECK(dl_attn_path_parse("own", &p) == 0 && p == DL_ATTN_OWN, "own");
+  CHECK(dl_attn_path_parse("cudnn", &p) == 0 && p == DL_ATTN_CUDNN, "cudnn");
+  CHECK(dl_attn_path_parse("auto", &p) == 0 && p == DL_ATTN_AUTO, "auto");
+  CHECK(dl_attn_path_parse("cuDNN", &p) != 0 && dl_attn_path_parse("flash", &p) != 0, "anything else is refused");
+  CHECK(!strcmp(dl_attn_path_name(DL_ATTN_CUDNN), "cudnn"), "path names");
+}
+
+// Every q, k, v element cuDNN addresses is the one the CPU op (and the own
+// kernels) keep there, and together they cover qkv exactly once.
+static void check_attention_layout(int n, int t, int heads, int hd) {
+  dl_attn_layout l;
+  dl_attn_layout_make(&l, n, t, heads, hd);
+  const int64_t D = (int64_t)heads * hd, total = (int64_t)n * t * 3 * D;
+  unsigned char *seen = calloc((size_t)total, 1);
+  const dl_attn_tensor *qkv[3] = {&l.q, &l.k, &l.v};
+  int bad = 0;
+  for (int which = 0; which < 3; which++) {
+    const dl_attn_tensor *x = qkv[which];
+    bad += x->dims[0] != n || x->dims[1] != heads || x->dims[2] != t || x->dims[3] != hd || x->strides[3] != 1;
+    for (int b = 0; b < n; b++)
+      for (int h = 0; h < heads; h++)
+        for (int s = 0; s < t; s++)
+          for (int d = 0; d < hd; d++) {
+            const int64_t want = ((int64_t)b * t + s) * 3 * D + which * D + (int64_t)h * hd + d;
+            const int64_t got = element(x, b, h, s, d);
+            bad += got != want;
+            if (got >= 0 && got < total) seen[got]++;
+            // The transposed view (K^T, V^T in the backward) is the same element.
+            const dl_attn_tensor xt = dl_attn_transposed(x);
+            bad += element(&xt, b, h, d, s) != got;
+            // out [n, t, heads, hd], stats [n, heads, t].
+            if (which == 0) {
+              bad += element(&l.o, b, h, s, d) != ((int64_t)b * t + s) * D + (int64_t)h * hd + d;
+              bad += element(&l.stats, b, h, s, 0) != ((int64_t)b * heads + h) * t + s;
+            }
+          }
+  }
+  for (int64_t i = 0; i < total; i++) bad += seen[i] != 1;
+  CHECK(bad == 0, "attention layout n=%d t=%d heads=%d hd=%d: cuDNN's strides address the packed qkv (%d bad)", n,
+        t, heads, hd, bad);
+  const dl_attn_tensor p = dl_attn_packed(2, 3, 5, 7);
+  CHECK(p.strides[0] == 105 && p.strides[1] == 35 && p.strides[2] == 7 && p.strides[3] == 1 && p.offset == 0,
+        "packed strides");
+  free(seen);
+}
+
+static void check_attention_cache(void) {
+  dl_attn_cache *c = calloc(1, sizeof *c);
+  const dl_attn_key base = {0, 2, 257, 6, 64, 1, DL_ATTN_FWD_TRAIN};
+  dl_attn_key keys[7];
+  for (int i = 0; i < 7; i++) keys[i] = base;
+  keys[1].device = 1, keys[2].n = 3, keys[3].t = 54, keys[4].heads = 16, keys[5].dtype = 0, keys[6].dir = DL_ATTN_BWD;
+  int plans[7];
+  for (int i = 0; i < 7; i++) CHECK(dl_attn_cache_insert(c, &keys[i], i % 2, &plans[i]) != NULL, "insert key %d", i);
+  int found = 0;
+  for (int i = 0; i < 7; i++) {
+    const dl_attn_cache_entry *e = dl_attn_cache_find(c, &keys[i]);
+    found += e && e->plan == &plans[i] && e->supported == i % 2;
+  }
+  CHECK(found == 7, "device, n, t, heads, dtype and direction each make their own entry: %d of 7", found);
+  dl_attn_key other = base;
+  other.head_dim = 128;
+  CHECK(dl_attn_cache_find(c, &other) == NULL, "an unseen shape is not found");
+  for (int i = 7; i < DL_ATTN_CACHE_SLOTS; i++) {
+    other.t = 1000 + i;
+    dl_attn_cache_insert(c, &other, 0, NULL);
+  }
+  other.t = 5000;
+  CHECK(dl_attn_cache_insert(c, &other, 1, NULL) == NULL && c->count == DL_ATTN_CACHE_SLOTS,
+        "a full cache refuses a new shape");
+  free(c);
+
+  const char *why = NULL;
+  dl_attn_key k = base;
+  CHECK(dl_attn_cudnn_precheck(&k, 1, &why) == 0, "bf16, head dimension 64 goes to cuDNN");
+  k.dtype = 0;
+  CHECK(dl_attn_cudnn_precheck(&k, 1, &why) != 0 && strstr(why, "bf16"), "fp32 is refused: %s", why);
+  k = base, k.head_dim = 60;
+  CHECK(dl_attn_cudnn_precheck(&k, 1, &why) != 0 && strstr(why, "multiple of 8"), "head dimension 60: %s", why);
+  char line[160];
+  dl_attn_key_describe(&base, "bf16", line, sizeof line);
+  CHECK(strstr(line, "t=257") && strstr(line, "heads=6") && strstr(line, "forward(train)"), "log line: %s", line);
+}
+
 int main(void) {
+  check_loss_chunks();
+  check_vec_plan();
   check_flops();
   check_train_flops();
   check_gemm_plans(7, 5, 3);
   check_gemm_plans(33, 64, 17);
   check_gemm_plans(1, 9, 12);
+  check_gemm_alignment();
+  check_gemm_cache();
   check_adamw_segments();
   check_rendezvous();
+  check_nccl_timeout();
   check_carving();
+  check_attention_path();
+  check_attention_layout(2, 5, 3, 8);
+  check_attention_layout(1, 54, 2, 64);
+  check_attention_cache();
   return dl_test_summary("test_cuda_host");
 }

@@ -7,7 +7,9 @@
 // Sinkhorn-Knopp (MLP blocks), the same with DINOv3's iBOT patch selection
 // (21 of the 128 patch rows each step, drawn on the host for both),
 // prototypes with centering (SwiGLU blocks, 2 registers), features (MLP
-// blocks). Checked, as the largest relative error
+// blocks); and two cases of the chunked loss path (model/cuda/proto_losses.h:
+// several chunks of rows, K = 300 and 200, Sinkhorn-Knopp with the selection
+// and centering). Checked, as the largest relative error
 // over the 20 steps, |gpu - cpu| / max(|cpu|, 1e-3):
 //   every loss term and the total:  float32 2e-3, bf16 5e-2;
 //   the three gradient norms (before clipping): float32 1e-2, bf16 2e-1;
@@ -49,6 +51,8 @@ typedef struct test_case {
   bool sinkhorn, swiglu;
   int registers;
   bool ibot_selected;  // iBOT on DINOv3's selected patches (else every patch)
+  int k_dino, k_ibot;  // prototypes (0: 128 and 96)
+  const char *chunk_bytes;  // DISTILL_CUDA_LOSS_CHUNK_BYTES for the GPU trainer (NULL: the default, one chunk)
 } test_case;
 
 static void init_student(dl_vit *vit, bool swiglu, int registers, uint64_t *seed) {
@@ -68,10 +72,11 @@ static void init_student(dl_vit *vit, bool swiglu, int registers, uint64_t *seed
 }
 
 static dl_train_config make_config(const test_case *tc) {
-  const dl_head_config dino = {.in_dim = 128, .hidden_dim = 64, .out_dim = BOTTLENECK, .nlayers = 3,
+  dl_head_config dino = {.in_dim = 128, .hidden_dim = 64, .out_dim = BOTTLENECK, .nlayers = 3,
                                .prototypes = 128};
   dl_head_config ibot = dino;
-  ibot.prototypes = 96;
+  ibot.prototypes = tc->k_ibot ? tc->k_ibot : 96;
+  dino.prototypes = tc->k_dino ? tc->k_dino : 128;
   ibot.out_dim = IBOT_BOTTLENECK;
   dl_train_config c = {
       .mode = tc->mode, .batch = BATCH, .global_crops = G, .local_crops = L, .global_size = GLOBAL,
@@ -187,7 +192,13 @@ static void run_case(const test_case *tc, dl_dtype dt) {
 
   dl_err err;
   dl_cuda_trainer gt;  // first: it copies the student, which the CPU trainer then trains in place
+  if (tc->chunk_bytes) setenv("DISTILL_CUDA_LOSS_CHUNK_BYTES", tc->chunk_bytes, 1);
   const int grc = dl_cuda_trainer_init(&gt, &vit, &cfg, &tdino, &tibot, 7, dt, NULL, &err);
+  unsetenv("DISTILL_CUDA_LOSS_CHUNK_BYTES");
+  if (grc == 0 && tc->chunk_bytes)
+    CHECK(gt.chunk_rows[0] < G * BATCH + L * BATCH && gt.chunk_rows[1] < gt.ibot_rows,
+          "%s %s: the losses in several chunks (%d of %d DINO rows, %d of %d iBOT rows)", tc->name,
+          dl_dtype_name(dt), gt.chunk_rows[0], (G + L) * BATCH, gt.chunk_rows[1], gt.ibot_rows);
   int rc = grc;
   CHECK(grc == 0, "%s %s: GPU trainer %s", tc->name, dl_dtype_name(dt), rc ? err.msg : "initialized");
   dl_trainer ct;
@@ -230,10 +241,14 @@ static void run_case(const test_case *tc, dl_dtype dt) {
 int main(void) {
   if (dl_gpu_test_device()) return DL_TEST_SKIP;
   const test_case cases[] = {
-      {"proto-sinkhorn", DL_TRAIN_PROTOTYPES, true, false, 0, false},
-      {"proto-sinkhorn-selected", DL_TRAIN_PROTOTYPES, true, false, 0, true},
-      {"proto-center-swiglu-reg2", DL_TRAIN_PROTOTYPES, false, true, 2, false},
-      {"features", DL_TRAIN_FEATURES, false, false, 0, false},
+      {"proto-sinkhorn", DL_TRAIN_PROTOTYPES, true, false, 0, false, 0, 0, NULL},
+      {"proto-sinkhorn-selected", DL_TRAIN_PROTOTYPES, true, false, 0, true, 0, 0, NULL},
+      {"proto-center-swiglu-reg2", DL_TRAIN_PROTOTYPES, false, true, 2, false, 0, 0, NULL},
+      {"features", DL_TRAIN_FEATURES, false, false, 0, false, 0, 0, NULL},
+      // The chunked loss path: several chunks of rows, K of 300 and 200
+      // (column tiles of 256, a partial one; rows ending mid-chunk).
+      {"proto-sinkhorn-selected-chunked", DL_TRAIN_PROTOTYPES, true, false, 0, true, 300, 200, "3000"},
+      {"proto-center-chunked", DL_TRAIN_PROTOTYPES, false, false, 0, false, 300, 200, "3000"},
   };
   const dl_dtype types[2] = {DL_DTYPE_F32, DL_DTYPE_BF16};
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

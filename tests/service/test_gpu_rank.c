@@ -20,6 +20,7 @@ static void local_rank_cases(void) {
   int local = -7;
   unsetenv("OMPI_COMM_WORLD_LOCAL_RANK");
   unsetenv("SLURM_LOCALID");
+  unsetenv("LOCAL_RANK");
   CHECK(dl_local_rank(5, &local, &err) == 0 && local == 5, "no launcher variable: the group rank (5 -> %d)", local);
   setenv("SLURM_LOCALID", "1", 1);
   CHECK(dl_local_rank(5, &local, &err) == 0 && local == 1, "SLURM_LOCALID=1 -> %d", local);
@@ -38,16 +39,39 @@ static void local_rank_cases(void) {
   CHECK(dl_local_rank(0, &local, &err) == -1 && strstr(err.msg, "SLURM_LOCALID"), "SLURM_LOCALID='one' refused: %s",
         err.msg);
   unsetenv("SLURM_LOCALID");
+  setenv("LOCAL_RANK", "2", 1);
+  CHECK(dl_local_rank(5, &local, &err) == 0 && local == 2, "torchrun's LOCAL_RANK=2 -> %d", local);
+  unsetenv("LOCAL_RANK");
 }
 
 static void device_cases(void) {
-  // 16 local ranks on 4 GPUs: each GPU taken by 4 ranks; on 8 GPUs the rank's own.
-  int uses[4] = {0}, own = 0;
-  for (int r = 0; r < 16; r++) uses[dl_gpu_for_rank(r, 4)]++;
-  for (int r = 0; r < 8; r++) own += dl_gpu_for_rank(r, 8) == r;
-  CHECK(uses[0] == 4 && uses[1] == 4 && uses[2] == 4 && uses[3] == 4 && own == 8 && dl_gpu_for_rank(3, 1) == 0,
-        "16 local ranks on 4 GPUs: %d/%d/%d/%d ranks each; 8 on 8: %d take their own; one GPU: all on device 0",
-        uses[0], uses[1], uses[2], uses[3], own);
+  dl_err err;
+  int own = 0;
+  for (int r = 0; r < 8; r++) own += dl_gpu_for_rank(r, 8, 8, &err) == r;
+  CHECK(own == 8 && dl_gpu_for_rank(0, 0, 1, &err) == 0, "8 ranks on 8 GPUs take their own; one rank on one GPU: 0");
+  CHECK(dl_gpu_for_rank(0, 0, 4, &err) == 0 && dl_gpu_for_rank(3, 0, 4, &err) == 3,
+        "an unknown local size: ranks 0 and 3 on 4 GPUs");
+  int rc = dl_gpu_for_rank(0, 16, 4, &err);
+  CHECK(rc == -1 && strstr(err.msg, "16 ranks") && strstr(err.msg, "4 GPUs"),
+        "16 local ranks on 4 GPUs refused at every rank, rank 0 too: %s", rc < 0 ? err.msg : "(accepted)");
+  rc = dl_gpu_for_rank(4, 0, 4, &err);
+  CHECK(rc == -1 && strstr(err.msg, "local rank 4"), "local rank 4 on 4 GPUs refused: %s",
+        rc < 0 ? err.msg : "(accepted)");
+  rc = dl_gpu_for_rank(1, 2, 1, &err);
+  CHECK(rc == -1 && strstr(err.msg, "1 GPU:"), "two ranks on one GPU refused: %s", rc < 0 ? err.msg : "(accepted)");
+
+  int size = -7;
+  const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"};
+  for (int i = 0; i < 3; i++) unsetenv(vars[i]);
+  CHECK(dl_local_size(&size, &err) == 0 && size == 0, "no launcher variable: local size unknown (%d)", size);
+  setenv("SLURM_NTASKS_PER_NODE", "4", 1);
+  setenv("LOCAL_WORLD_SIZE", "2", 1);
+  CHECK(dl_local_size(&size, &err) == 0 && size == 2, "LOCAL_WORLD_SIZE=2 wins over Slurm's 4 -> %d", size);
+  setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "0", 1);
+  rc = dl_local_size(&size, &err);
+  CHECK(rc == -1 && strstr(err.msg, "OMPI_COMM_WORLD_LOCAL_SIZE='0'"), "a local size of 0 refused: %s",
+        rc ? err.msg : "(accepted)");
+  for (int i = 0; i < 3; i++) unsetenv(vars[i]);
 }
 
 typedef struct maker {

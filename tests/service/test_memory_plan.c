@@ -450,7 +450,34 @@ static void check_sizes(void) {
   }
 }
 
+// The GPU's loss path at K = 131072 (issue 15), batch 32 per rank, every
+// patch scored (16384 iBOT rows): the teacher's logits once per head in
+// bf16, one chunk of the student's (1024 iBOT rows of 256 MiB), and
+// vectors; before the chunking the same shape counted about 32 GiB.
+static void check_gpu_logits(void) {
+  dl_mem_shape s = {0};
+  s.student = (dl_vit_config){.patch = 14, .dim = 1024, .depth = 24, .heads = 16, .ffn_hidden = 4096,
+                              .pos_grid = 16, .ffn = DL_FFN_MLP, .interp = DL_INTERP_LEGACY};
+  s.mode = DL_TRAIN_PROTOTYPES;
+  s.batch = 32, s.global_crops = 2, s.local_crops = 8, s.global_size = 224, s.local_size = 98;
+  s.head[0] = s.head[1] = (dl_head_config){1024, 2048, 256, 3, 131072};
+  s.teacher_width[0] = s.teacher_width[1] = 256;
+  s.block_size = 1, s.threads = 1, s.world = 1;
+  dl_mem_plan p;
+  dl_mem_plan_shape(&s, &p);
+  size_t c[2];
+  dl_mem_loss_chunks(&s, 2, c);
+  const size_t K = 131072, teacher = (64 + 16384) * K * 2, chunk = 1024 * K * 2;
+  const size_t vectors = p.gpu[DL_MEM_LOGITS] - teacher - chunk;
+  CHECK(c[0] == 320 && c[1] == 1024 && p.gpu[DL_MEM_LOGITS] > teacher + chunk && vectors < ((size_t)8 << 20),
+        "K = 131072, batch 32, 16384 iBOT rows: chunks of %zu (DINO) and %zu (iBOT) rows; GPU logits %.2f GiB = "
+        "teacher %.2f GiB + one chunk %.0f MiB + %.2f MiB of vectors (GPU total %.1f GiB)", c[0], c[1],
+        p.gpu[DL_MEM_LOGITS] / 1073741824.0, teacher / 1073741824.0, chunk / 1048576.0, vectors / 1048576.0,
+        p.gpu_total / 1073741824.0);
+}
+
 int main(void) {
+  check_gpu_logits();
   const plan_case cases[] = {{"prototypes, iBOT selection", DL_TRAIN_PROTOTYPES, true},
                              {"prototypes, every patch", DL_TRAIN_PROTOTYPES, false},
                              {"features", DL_TRAIN_FEATURES, false}};
