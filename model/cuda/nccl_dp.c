@@ -128,6 +128,8 @@ static void collective(dl_nccl_dp *dp, ncclResult_t r, const char *call) {
   dl_cuda_record_failure("nccl", err.msg, call, __FILE__, __LINE__);
 }
 
+// Called once per gradient bucket in a step: re-recording grads_ready is
+// safe, as cudaStreamWaitEvent waits for the record made just before it.
 void dl_nccl_dp_allreduce_grads_start(dl_nccl_dp *dp, float *grads, size_t n, cudaStream_t compute) {
   cudaCheck(cudaEventRecord(dp->grads_ready, compute));
   cudaCheck(cudaStreamWaitEvent(dp->stream, dp->grads_ready, 0));

@@ -80,6 +80,58 @@ static void adamw(dl_cuda_trainer *t, int k, double lr, double wd, double last_l
                 m->compute_copy, t->vit.stream);
 }
 
+// ---- data parallel: the backbone's gradient buckets ----
+
+// The bucket plan for a group (none for one rank, or with
+// DISTILL_NCCL_BUCKET_MB=0). Every rank must plan the same buckets: NCCL
+// matches collectives by their order, so a rank with another
+// DISTILL_NCCL_BUCKET_MB would wait on its peers until the timeout.
+static int buckets_init(dl_cuda_trainer *t, dl_err *err) {
+  if (t->dp.world <= 1 || !t->dp.grads_start) return 0;
+  size_t bytes;
+  if (dl_grad_bucket_bytes_parse(getenv("DISTILL_NCCL_BUCKET_MB"), &bytes, err)) return -1;
+  if (bytes == 0) return 0;
+  t->buckets = dl_malloc((size_t)dl_grad_stage_count(t->host_student->cfg.depth) * sizeof *t->buckets);
+  t->bucket_count = dl_grad_buckets_plan(&t->host_student->layout, bytes, t->buckets);
+  return 0;
+}
+
+// The backward hook: starts the all-reduce of every bucket the stage just
+// queued has completed. grads_start records an event on the compute stream
+// and makes the group's stream wait on it, so the reduction runs while the
+// compute stream goes on with the earlier blocks.
+static void start_ready_buckets(void *ctx, int stage) {
+  dl_cuda_trainer *t = ctx;
+  while (t->buckets_started < t->bucket_count && t->buckets[t->buckets_started].stage <= stage) {
+    const dl_grad_bucket *b = &t->buckets[t->buckets_started++];
+    t->dp.grads_start(t->dp.ctx, t->mods[0].grads + b->offset, b->count, t->vit.stream);
+  }
+}
+
+// The backbone's backward passes (global crops, then local crops, into the
+// same gradient) and, for a group, its gradient's average: bucket by bucket
+// during the last pass (a block's gradient is final only after it), or in
+// one call after both. Then the compute stream waits for every reduction
+// (the heads' included), so clipping sees the group's gradient.
+static void backbone_backward(dl_cuda_trainer *t, bool group) {
+  const dl_train_config *c = &t->cfg;
+  const int D = t->host_student->cfg.dim, GB = c->global_crops * c->batch;
+  float *g0 = t->mods[0].grads;
+  const dl_cuda_backward_hook hook = {start_ready_buckets, t};
+  const dl_cuda_backward_hook *last_pass = group && t->buckets ? &hook : NULL;
+  t->buckets_started = 0;
+  dl_cuda_vit_backward_hooked(&t->vit, &t->ws_global, t->d_cls_all, NULL, t->d_patch_g, g0,
+                              c->local_crops ? NULL : last_pass);
+  if (c->local_crops)
+    dl_cuda_vit_backward_hooked(&t->vit, &t->ws_local, t->d_cls_all + (size_t)GB * D, NULL, NULL, g0, last_pass);
+  if (!group) return;
+  if (t->buckets)
+    DL_ASSERT(t->buckets_started == t->bucket_count);  // the embedding's stage closes the last bucket
+  else
+    t->dp.grads_start(t->dp.ctx, g0, (size_t)(t->mods[1].grads - g0), t->vit.stream);
+  t->dp.grads_finish(t->dp.ctx, t->vit.stream);
+}
+
 // ---- the step's buffers ----
 
 static size_t carve_step(dl_cuda_trainer *t, unsigned char *base) {
@@ -183,6 +235,7 @@ int dl_cuda_trainer_init(dl_cuda_trainer *t, const dl_vit *student, const dl_tra
   t->dtype = dtype;
   t->dp = dp ? *dp : (dl_cuda_data_parallel){.world = 1};
   t->host_student = student;
+  if (buckets_init(t, err)) return -1;
   const int g = cfg->global_size / student->cfg.patch;
   t->patches = g * g;
   dl_trainer_heads_init(t->host_heads, student, cfg, seed);
@@ -228,6 +281,7 @@ void dl_cuda_trainer_free(dl_cuda_trainer *t) {
   if (t->state) cudaCheck(cudaFree(t->state));
   if (t->step_mem) cudaCheck(cudaFree(t->step_mem));
   dl_cuda_vit_free(&t->vit);
+  free(t->buckets);
   free(t->losses_host);
   free(t->ibot_masks_host);
   free(t->ibot_index_host);
@@ -458,14 +512,7 @@ int dl_cuda_trainer_step(dl_cuda_trainer *t, const dl_train_batch *batch, dl_ste
   const bool group = t->dp.world > 1 && t->dp.grads_start;
   float *g0 = t->mods[0].grads, *g1 = t->mods[1].grads;
   if (group) t->dp.grads_start(t->dp.ctx, g1, t->grads_total - (size_t)(g1 - g0), s);
-  const int D = t->host_student->cfg.dim, GB = c->global_crops * c->batch;
-  dl_cuda_vit_backward(&t->vit, &t->ws_global, t->d_cls_all, NULL, t->d_patch_g, g0);
-  if (c->local_crops)
-    dl_cuda_vit_backward(&t->vit, &t->ws_local, t->d_cls_all + (size_t)GB * D, NULL, NULL, g0);
-  if (group) {
-    t->dp.grads_start(t->dp.ctx, g0, (size_t)(g1 - g0), s);
-    t->dp.grads_finish(t->dp.ctx, s);
-  }
+  backbone_backward(t, group);
   const double last_lr = v.last_layer_lr;
   float *norms = t->losses + t->loss_off[LOSS_NORMS];
   for (int k = 0; k < 3; k++) {

@@ -15,6 +15,7 @@
 #define DISTILL_MODEL_CUDA_TRAIN_STEP_CUDA_H
 
 #include "model/cuda/adamw_segments.h"
+#include "model/cuda/grad_buckets.h"
 #include "model/cuda/heads_cuda.h"
 #include "model/cuda/vit_cuda_train.h"
 #include "model/train_step.h"
@@ -79,6 +80,12 @@ typedef struct dl_cuda_trainer {
   float *losses, *losses_host;             // per-row loss shares, then the gradient norms
   size_t loss_off[7], loss_n[7];           // dino, ibot, koleo, feat_cls, feat_cos, feat_l1, grad norms
   size_t loss_total;
+  // Data parallel: the backbone's gradient buckets (model/cuda/grad_buckets.h),
+  // each all-reduced as soon as the last backward pass has finished it; NULL
+  // for one all-reduce after the backward pass (one rank, DISTILL_NCCL_BUCKET_MB=0).
+  dl_grad_bucket *buckets;
+  int bucket_count;
+  int buckets_started;  // this step's, so far
 } dl_cuda_trainer;
 
 // As dl_trainer_init, on the current device (the trainer points into itself,

@@ -6,6 +6,7 @@
 #include "model/cuda/attention_dispatch.h"
 #include "model/cuda/cuda_check.h"
 #include "model/cuda/device_arena.h"
+#include "model/cuda/grad_buckets.h"
 #include "model/pos_embed.h"
 
 #define LN_EPS 1e-6f
@@ -288,8 +289,17 @@ static void embed_backward(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, float *grad
                           DL_BIAS_GRAD_ACCUMULATE, s);
 }
 
+static void stage_done(const dl_cuda_backward_hook *hook, int stage) {
+  if (hook) hook->stage_done(hook->ctx, stage);
+}
+
 void dl_cuda_vit_backward(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, const float *d_cls, const float *d_regs,
                           const float *d_patches, float *grads) {
+  dl_cuda_vit_backward_hooked(g, ws, d_cls, d_regs, d_patches, grads, NULL);
+}
+
+void dl_cuda_vit_backward_hooked(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, const float *d_cls, const float *d_regs,
+                                 const float *d_patches, float *grads, const dl_cuda_backward_hook *hook) {
   const dl_vit_config *c = &g->cfg;
   const dl_dtype dt = g->dtype;
   const int D = c->dim, rows = ws->n * ws->t;
@@ -299,6 +309,11 @@ void dl_cuda_vit_backward(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, const float 
   cudaCheck(cudaMemsetAsync(ws->dx, 0, (size_t)rows * D * sizeof(float), s));  // the backward adds into it
   dl_cuda_layernorm_backward_residual(dt, ws->dx, gslot(g, grads, nw), gslot(g, grads, nw + 1), ws->dln,
                                       ws->xs[c->depth], param(g, nw), ws->meanf, ws->rstdf, rows, D, s);
-  for (int b = c->depth - 1; b >= 0; b--) block_backward(g, b, ws, grads);
+  stage_done(hook, 0);
+  for (int b = c->depth - 1; b >= 0; b--) {
+    block_backward(g, b, ws, grads);
+    stage_done(hook, dl_grad_stage_of_block(c->depth, b));
+  }
   embed_backward(g, ws, grads);
+  stage_done(hook, dl_grad_stage_count(c->depth) - 1);
 }

@@ -54,4 +54,15 @@ int dl_cuda_vit_forward_train_device(dl_cuda_vit *g, const float *images, int n,
 void dl_cuda_vit_backward(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, const float *d_cls, const float *d_regs,
                           const float *d_patches, float *grads);
 
+// The same, calling hook->stage_done(hook->ctx, stage) on the host each time
+// the pass has queued a stage of its parameters' gradients on g->stream (the
+// final norm, each block, the embedding; numbered as model/cuda/grad_buckets.h),
+// so the caller can start reducing what is final while the rest is computed.
+typedef struct dl_cuda_backward_hook {
+  void (*stage_done)(void *ctx, int stage);
+  void *ctx;
+} dl_cuda_backward_hook;
+void dl_cuda_vit_backward_hooked(dl_cuda_vit *g, dl_cuda_vit_train_ws *ws, const float *d_cls, const float *d_regs,
+                                 const float *d_patches, float *grads, const dl_cuda_backward_hook *hook);
+
 #endif

@@ -14,6 +14,7 @@
 #include "model/cuda/adamw_segments.h"
 #include "model/cuda/attention_plan.h"
 #include "model/cuda/gemm_plan.h"
+#include "model/cuda/grad_buckets.h"
 #include "model/cuda/loss_chunks.h"
 #include "model/cuda/rendezvous.h"
 #include "model/cuda/train_flops.h"
@@ -475,6 +476,101 @@ static void check_attention_layout(int n, int t, int heads, int hd) {
   free(seen);
 }
 
+// The bucket plan of model/cuda/grad_buckets.h for one ViT and one target:
+// the buckets tile the flat buffer from its end to its start, every
+// parameter lies in exactly one, each starts after the backward stage that
+// finishes its last parameter (never before, never later), and every bucket
+// but the last holds at least the target and less than the target plus one
+// stage.
+static void check_bucket_plan(const char *name, const dl_vit_config *c, size_t target) {
+  dl_vit_layout l;
+  dl_vit_layout_build(c, &l);
+  const int stages = dl_grad_stage_count(c->depth);
+  dl_grad_bucket *b = malloc((size_t)stages * sizeof *b);
+  const int n = dl_grad_buckets_plan(&l, target, b);
+  int gaps = 0, order = 0, sizes = 0, homeless = 0, off_stage = 0;
+  size_t largest_stage = 0;
+  for (int s = 0; s < stages; s++) {  // a stage's floats: its layer's first entry to the next layer's
+    size_t lo = SIZE_MAX, hi = l.total;
+    for (int i = 0; i < l.count; i++) {
+      const int stage = c->depth + 1 - l.entries[i].layer_id;
+      if (stage == s && l.entries[i].offset < lo) lo = l.entries[i].offset;
+      if (stage == s - 1 && l.entries[i].offset < hi) hi = l.entries[i].offset;
+    }
+    if (s == stages - 1) lo = 0;
+    if ((hi - lo) * sizeof(float) > largest_stage) largest_stage = (hi - lo) * sizeof(float);
+  }
+  for (int k = 0; k < n; k++) {
+    const size_t end = k == 0 ? l.total : b[k - 1].offset;
+    gaps += b[k].offset + b[k].count != end || b[k].count == 0;
+    order += k > 0 && b[k].stage <= b[k - 1].stage;
+    const size_t bytes = b[k].count * sizeof(float);
+    sizes += k < n - 1 && (bytes < target || bytes >= target + largest_stage);
+    // Its all-reduce starts after the latest stage among its parameters:
+    // never before one is final, never later than needed.
+    int latest = -1;
+    for (int i = 0; i < l.count; i++) {
+      const dl_param_entry *e = &l.entries[i];
+      const int stage = c->depth + 1 - e->layer_id;
+      if (e->numel && e->offset >= b[k].offset && e->offset < b[k].offset + b[k].count && stage > latest)
+        latest = stage;
+    }
+    off_stage += b[k].stage != latest;
+  }
+  gaps += n == 0 || b[n - 1].offset != 0;
+  for (int i = 0; i < l.count; i++) {
+    const dl_param_entry *e = &l.entries[i];
+    int holders = 0;
+    for (int k = 0; k < n; k++)
+      holders += e->offset >= b[k].offset && e->offset + e->numel <= b[k].offset + b[k].count;
+    homeless += holders != 1 && e->numel;
+  }
+  CHECK(gaps == 0 && order == 0, "%s, %zu MiB buckets: %d buckets of %d stages tile the %zu floats from the end to "
+        "the start, in the order they become final", name, target >> 20, n, stages, l.total);
+  CHECK(homeless == 0 && off_stage == 0, "%s: each of %d parameters in exactly one bucket; each bucket starts "
+        "right after the stage that finishes its last parameter", name, l.count);
+  CHECK(sizes == 0, "%s: every bucket but the last in [%zu, %zu) bytes (last: %zu)", name, target,
+        target + largest_stage, n ? b[n - 1].count * sizeof(float) : 0);
+  free(b);
+  dl_vit_layout_free(&l);
+}
+
+static void check_grad_buckets(void) {
+  const dl_vit_config small = {.patch = 14, .dim = 384, .depth = 12, .heads = 6, .ffn_hidden = 1536,
+                               .registers = 4, .pos_grid = 37, .ffn = DL_FFN_MLP, .interp = DL_INTERP_ANTIALIAS};
+  const dl_vit_config giant = {.patch = 14, .dim = 1536, .depth = 40, .heads = 24, .ffn_hidden = 4096,
+                               .registers = 0, .pos_grid = 37, .ffn = DL_FFN_SWIGLU, .interp = DL_INTERP_LEGACY};
+  check_bucket_plan("ViT-S/14 reg", &small, (size_t)25 << 20);
+  check_bucket_plan("ViT-S/14 reg", &small, (size_t)4 << 20);
+  check_bucket_plan("ViT-g/14", &giant, (size_t)25 << 20);
+  check_bucket_plan("ViT-g/14", &giant, (size_t)100 << 20);
+  // One byte: every stage its own bucket; the whole buffer: one bucket after the embedding.
+  dl_vit_layout l;
+  dl_vit_layout_build(&small, &l);
+  dl_grad_bucket b[14];
+  const int each = dl_grad_buckets_plan(&l, 1, b);
+  CHECK(each == 14 && b[0].stage == 0 && b[1].stage == dl_grad_stage_of_block(12, 11) && b[12].stage == 12 &&
+            b[13].stage == 13 && b[13].offset == 0,
+        "1-byte target: %d buckets, final norm first (stage %d), block 11 next, the embedding last (stage %d)", each,
+        b[0].stage, b[13].stage);
+  const int whole = dl_grad_buckets_plan(&l, l.total * sizeof(float) + 1, b);
+  CHECK(whole == 1 && b[0].offset == 0 && b[0].count == l.total && b[0].stage == 13,
+        "a target above the buffer: one bucket of %zu floats, started after the embedding (stage %d)", b[0].count,
+        b[0].stage);
+  dl_vit_layout_free(&l);
+
+  dl_err err;
+  size_t bytes = 1;
+  CHECK(dl_grad_bucket_bytes_parse(NULL, &bytes, &err) == 0 && bytes == (size_t)25 << 20,
+        "DISTILL_NCCL_BUCKET_MB unset: 25 MiB (%zu bytes)", bytes);
+  CHECK(dl_grad_bucket_bytes_parse("0", &bytes, &err) == 0 && bytes == 0, "DISTILL_NCCL_BUCKET_MB=0: no buckets");
+  CHECK(dl_grad_bucket_bytes_parse("64", &bytes, &err) == 0 && bytes == (size_t)64 << 20, "64: %zu bytes", bytes);
+  const char *bad[] = {"-1", "abc", "1.5", "25MB", "70000"};
+  for (int i = 0; i < 5; i++)
+    CHECK(dl_grad_bucket_bytes_parse(bad[i], &bytes, &err) != 0 && strstr(err.msg, "DISTILL_NCCL_BUCKET_MB"),
+          "'%s' refused: %s", bad[i], err.msg);
+}
+
 static void check_attention_cache(void) {
   dl_attn_cache *c = calloc(1, sizeof *c);
   const dl_attn_key base = {0, 2, 257, 6, 64, 1, DL_ATTN_FWD_TRAIN};
@@ -527,6 +623,7 @@ int main(void) {
   check_rendezvous();
   check_nccl_timeout();
   check_carving();
+  check_grad_buckets();
   check_attention_path();
   check_attention_layout(2, 5, 3, 8);
   check_attention_layout(1, 54, 2, 64);
