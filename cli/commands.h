@@ -12,6 +12,7 @@ int cmd_student(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_knn(int argc, char **argv);
 int cmd_linear(int argc, char **argv);
+int cmd_pca(int argc, char **argv);
 
 // Why `distill` (built without the CUDA backend) refuses `--device cuda`.
 #define DL_NO_CUDA_BACKEND \

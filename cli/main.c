@@ -20,6 +20,7 @@ static const subcommand kSubcommands[] = {
     {"pretrain", cmd_pretrain, "train a small teacher from scratch with DINOv2 self-distillation"},
     {"knn", cmd_knn, "k-NN accuracy of a backbone's CLS features (DINO evaluation)"},
     {"linear", cmd_linear, "linear-probe accuracy on a backbone's frozen CLS features"},
+    {"pca", cmd_pca, "a PNG of the first principal components of patch features (DINOv2 fig. 1)"},
 };
 enum { kNumSubcommands = sizeof kSubcommands / sizeof kSubcommands[0] };
 

@@ -5,7 +5,7 @@ DISTILL_DEBIAN_PACKAGES=(
   libopenblas-openmp-dev
   libjpeg-dev libpng-dev libyaml-dev zlib1g-dev
   libzmq3-dev libsodium-dev libprotobuf-c-dev protobuf-c-compiler libzstd-dev
-  python3-numpy python3-torch python3-torchvision
+  python3-numpy python3-torch python3-torchvision python3-matplotlib
   dataset-fashion-mnist gnuplot-nox
   python3-pil python3-skimage python3-yaml
   libopenmpi-dev openmpi-bin

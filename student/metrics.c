@@ -37,9 +37,10 @@ void dl_student_log_step(dl_student_log *l, long step, int resolution, const dl_
           "{\"step\":%ld,\"resolution\":%d,\"loss\":%.9g,\"dino\":%.9g,\"ibot\":%.9g,\"koleo\":%.9g,"
           "\"feat_cls\":%.9g,\"feat_cos\":%.9g,\"feat_l1\":%.9g,\"lr\":%.9g,\"wd\":%.9g,\"momentum\":%.9g,"
           "\"teacher_temp\":%.9g,\"grad_norm\":[%.6g,%.6g,%.6g],\"seconds\":%.4f,\"images_per_s\":%.2f,"
-          "\"target_wait_s\":%.4f,\"target_held_s\":%.4f}\n",
+          "\"target_wait_s\":%.4f,\"target_held_s\":%.4f,\"total_steps\":%ld}\n",
           step, resolution, r->total, r->dino, r->ibot, r->koleo, r->feat_cls, r->feat_cos, r->feat_l1, r->lr, r->wd,
-          r->momentum, r->teacher_temp, r->grad_norm[0], r->grad_norm[1], r->grad_norm[2], seconds, ips, wait_s, held_s);
+          r->momentum, r->teacher_temp, r->grad_norm[0], r->grad_norm[1], r->grad_norm[2], seconds, ips, wait_s, held_s,
+          l->total_steps);
   fflush(l->jsonl);
   if (l->quiet) return;
   const long done = step + 1 - l->step_start;

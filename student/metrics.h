@@ -25,6 +25,8 @@ int dl_student_log_open(dl_student_log *l, const char *out_dir, int rank, long t
 // One finished step (report of step `step`, 0-based) that took `seconds` for
 // `images` images over the group, of which this rank waited wait_s for its
 // targets, held_s of them held back by a teacher's pacing.
+// The line also carries total_steps (train.steps + hires.steps), so a
+// reader of the file alone (deploy/local/status) can show step / total.
 void dl_student_log_step(dl_student_log *l, long step, int resolution, const dl_step_report *r, double seconds,
                          int images, double wait_s, double held_s);
 // An event line in the JSON file and on stderr ("checkpoint", "resume", "hires").

@@ -12,6 +12,9 @@
 #            group's --curve-key/--teacher-key): the group trains to its last
 #            step, and the launcher then stops the teacher and exits 0
 #   usage    a bad config line: status 2 naming the line
+#   status   --status --status-every 1 with the output not a terminal: a
+#            status line every second while group a trains, with the
+#            teacher's blocks/s; after SIGTERM a last line, 'ETA stopped'
 # Usage: launch_test.sh CASE DISTILL SOURCE_DIR WORK_DIR
 set -euo pipefail
 set -m  # the launcher in its own process group: SIGINT reaches it as Ctrl-C would
@@ -23,7 +26,7 @@ out=$work/out
 # A port range per case: the cases run in parallel under ctest -j. Below the
 # kernel's ephemeral range (32768-60999), so no client socket of another test
 # can hold the port.
-case $case_name in sigint) base=21000 ;; restart) base=21250 ;; failure) base=21500 ;; finish) base=21750 ;; *) base=22000 ;; esac
+case $case_name in sigint) base=21000 ;; restart) base=21250 ;; failure) base=21500 ;; finish) base=21750 ;; status) base=22250 ;; *) base=22000 ;; esac
 port=$((base + RANDOM % 250))
 sed 's/^  steps: 40 .*$/  steps: 100000/; s/^  steps: 40$/  steps: 100000/' "$src/tests/service/features.yaml" > "$work/endless.yaml"
 grep -q 'steps: 100000' "$work/endless.yaml"
@@ -165,6 +168,26 @@ usage)
   "$launch" --bin "$distill" --out "$out" "$work/bad.conf" > "$work/launch.out" 2>&1 && rc=0 || rc=$?
   ((rc == 2)) && grep -q "bad.conf:2: expected" "$work/launch.out" || fail "status $rc: $(cat "$work/launch.out")"
   ok "an unknown line kind: status 2, '$(cat "$work/launch.out")'"
+  ;;
+status)
+  {
+    echo "teacher --synthetic 16,4 --block-size 4 --crops 2 --status-every-s 1 --quiet"
+    echo "group a --recipe $work/endless.yaml --quiet"
+  } > "$work/launch.conf"
+  start_launcher "$work/launch.out" --status --status-every 1 "$work/launch.conf"
+  wait_for "$work/launch.out" '^status: teacher [0-9][0-9.]* blocks/s' 30 || fail "no status line with the teacher's blocks/s"
+  kill -TERM "$launcher"
+  wait "$launcher" && rc=0 || rc=$?
+  launcher=""
+  ((rc == 143)) || fail "status $rc after SIGTERM, expected 143"
+  lines=$(grep -c '^status: ' "$work/launch.out" || true)
+  last=$(grep '^status: ' "$work/launch.out" | tail -1)
+  echo "$last"
+  ((lines >= 2)) || fail "$lines status lines"
+  [[ $last =~ ^status:\ teacher\ [0-9.]+\ blocks/s\ +computed\ [1-9][0-9]*\ /\ unique\ [1-9][0-9]*.*\|\ a\ step\ [1-9][0-9]*/100000\ [0-9]+\ px\ loss\ [0-9.]+\ [0-9.]+\ img/s\ ETA\ stopped$ ]] ||
+    fail "the last status line: $last"
+  [[ -s $out/teacher-metrics.jsonl ]] || fail "no status in $out/teacher-metrics.jsonl"
+  ok "--status: $lines status lines while group a trained, the teacher's blocks/s and computed/unique; after SIGTERM the last one says ETA stopped"
   ;;
 *) echo "unknown case $case_name"; exit 2 ;;
 esac
