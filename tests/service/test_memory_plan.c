@@ -69,7 +69,7 @@ static void fill(float *x, size_t n, uint64_t key) {
 
 // A small student: SwiGLU and registers (every branch of the workspace),
 // local crops resized from the stored grid.
-static dl_mem_shape small_shape(dl_train_mode mode, bool selected, int batch, int k) {
+static dl_mem_shape small_shape(dl_train_mode mode, int batch, int k) {
   dl_mem_shape s = {0};
   s.student = (dl_vit_config){.patch = 14, .dim = 96, .depth = 2, .heads = 2, .ffn_hidden = 192, .registers = 4,
                               .pos_grid = 4, .ffn = DL_FFN_SWIGLU, .interp = DL_INTERP_ANTIALIAS};
@@ -87,7 +87,6 @@ static dl_mem_shape small_shape(dl_train_mode mode, bool selected, int batch, in
   s.block_size = batch, s.window = 0, s.loader_blocks = 0;  // no client or loader here
   s.threads = omp_get_max_threads();
   s.world = 1;
-  (void)selected;
   return s;
 }
 
@@ -159,7 +158,7 @@ static int run_step(dl_mem_shape *s, bool selected, measured *out) {
 // `warm`: the plan of the warm-up step, whose BLAS state (the sgemm's packed
 // weight, OpenBLAS's packed panels) stays: a step adds only what is larger.
 static void check_case(const char *name, dl_train_mode mode, bool selected, int batch, int k, const dl_mem_plan *warm) {
-  dl_mem_shape s = small_shape(mode, selected, batch, k);
+  dl_mem_shape s = small_shape(mode, batch, k);
   measured m;
   if (run_step(&s, selected, &m)) {
     CHECK(0, "%s: the step ran", name);
@@ -217,7 +216,7 @@ static void run_case(const plan_case *c) {
     // resident set measured is what the plan counts.
     dl_test_failures = 0;  // the parent's count so far is not this case's
     measured warm;
-    dl_mem_shape tiny = small_shape(DL_TRAIN_FEATURES, false, 2, 0);
+    dl_mem_shape tiny = small_shape(DL_TRAIN_FEATURES, 2, 0);
     tiny.student.depth = 1;
     run_step(&tiny, false, &warm);
     dl_mem_plan tp;
