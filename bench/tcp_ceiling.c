@@ -6,11 +6,17 @@
 // fraction of what the machine allows at that moment.
 //
 //   tcp_ceiling [--receivers N] [--blocks N] [--block-bytes N] [--sockbuf N]
+//               [--send-buffers N] [--recv-buffers N]
 //
 // The sender is one thread with non-blocking sockets and poll(), like the
 // teacher's single ZeroMQ I/O thread; each receiver is its own process that
 // reads into one buffer and drops the bytes. --sockbuf sets SO_SNDBUF and
-// SO_RCVBUF (0: the kernel's autotuning). Prints one line ending gbps=X
+// SO_RCVBUF (0: the kernel's autotuning). By default the sender sends one
+// buffer over and over and each receiver reads into one buffer, both always in
+// cache; --send-buffers and --recv-buffers cycle through that many distinct
+// blocks instead, in the transport's shape (a teacher sends from a cache of
+// many blocks, a student receives each block into its own buffer while a
+// window of them is in flight). Prints one line ending gbps=X
 // (payload 10^9 bytes per second). Exit status 2 on bad flags, 1 on failure.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,6 +39,7 @@ typedef struct options {
   long blocks;
   long block_bytes;
   int sockbuf;
+  long send_buffers, recv_buffers;  // distinct blocks cycled through (1: one, always hot)
 } options;
 
 static double now_seconds(void) {
@@ -43,7 +50,8 @@ static double now_seconds(void) {
 
 static void usage_error(const char *what) {
   fprintf(stderr, "tcp_ceiling: %s\n"
-                  "usage: tcp_ceiling [--receivers N] [--blocks N] [--block-bytes N] [--sockbuf N]\n",
+                  "usage: tcp_ceiling [--receivers N] [--blocks N] [--block-bytes N] [--sockbuf N]"
+                  " [--send-buffers N] [--recv-buffers N]\n",
           what);
   exit(2);
 }
@@ -61,15 +69,19 @@ static long parse_long(const char *flag, const char *s, long lo, long hi) {
 }
 
 static options parse_options(int argc, char **argv) {
-  options o = {3, 2000, 1 << 20, 0};
+  options o = {3, 2000, 1 << 20, 0, 1, 1};
   for (int i = 1; i < argc; i += 2) {  // every flag takes a value
     const char *f = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(f, "--receivers")) o.receivers = (int)parse_long(f, v, 1, MAX_RECEIVERS);
     else if (!strcmp(f, "--blocks")) o.blocks = parse_long(f, v, 1, 1L << 30);
     else if (!strcmp(f, "--block-bytes")) o.block_bytes = parse_long(f, v, 1, 1L << 30);
     else if (!strcmp(f, "--sockbuf")) o.sockbuf = (int)parse_long(f, v, 0, 1L << 30);
+    else if (!strcmp(f, "--send-buffers")) o.send_buffers = parse_long(f, v, 1, 4096);
+    else if (!strcmp(f, "--recv-buffers")) o.recv_buffers = parse_long(f, v, 1, 4096);
     else usage_error("unknown flag");
   }
+  if (o.block_bytes * o.send_buffers > (4L << 30) || o.block_bytes * o.recv_buffers > (4L << 30))
+    usage_error("--block-bytes times --send-buffers or --recv-buffers is over 4 GiB");
   return o;
 }
 
@@ -84,10 +96,12 @@ static void run_receiver(const struct sockaddr_in *addr, const options *o) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
   set_buffers(fd, o->sockbuf);
   if (fd < 0 || connect(fd, (const struct sockaddr *)addr, sizeof *addr) != 0) _exit(1);
-  char *buf = malloc((size_t)o->block_bytes);
+  char *bufs = malloc((size_t)(o->block_bytes * o->recv_buffers));
   long long want = (long long)o->blocks * o->block_bytes, got = 0;
-  while (buf && got < want) {
-    ssize_t n = read(fd, buf, (size_t)o->block_bytes);
+  while (bufs && got < want) {
+    long long k = got / o->block_bytes, off = got % o->block_bytes;  // block k lands in buffer k mod N
+    char *buf = bufs + (k % o->recv_buffers) * o->block_bytes;
+    ssize_t n = read(fd, buf + off, (size_t)(o->block_bytes - off));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     got += n;
@@ -95,11 +109,9 @@ static void run_receiver(const struct sockaddr_in *addr, const options *o) {
   _exit(got == want ? 0 : 1);
 }
 
-// Sends every block to every receiver; returns 0 when all bytes went out.
-static int run_sender(const int *fds, const options *o) {
-  char *block = malloc((size_t)o->block_bytes);
-  if (!block) return -1;
-  memset(block, 0x5a, (size_t)o->block_bytes);
+// Sends every block (cycling through o->send_buffers of them) to every
+// receiver; returns 0 when all bytes went out.
+static int run_sender(const int *fds, const char *blocks, const options *o) {
   long long want = (long long)o->blocks * o->block_bytes, sent[MAX_RECEIVERS] = {0};
   for (;;) {
     struct pollfd p[MAX_RECEIVERS];
@@ -116,12 +128,12 @@ static int run_sender(const int *fds, const options *o) {
       if (!(p[i].revents & POLLOUT)) continue;
       int r = who[i];
       long off = (long)(sent[r] % o->block_bytes);
+      const char *block = blocks + (sent[r] / o->block_bytes % o->send_buffers) * o->block_bytes;
       ssize_t n = write(fds[r], block + off, (size_t)(o->block_bytes - off));
       if (n > 0) sent[r] += n;
       else if (n < 0 && errno != EAGAIN && errno != EINTR) return -1;
     }
   }
-  free(block);
   return 0;
 }
 
@@ -149,8 +161,16 @@ int main(int argc, char **argv) {
     set_buffers(fds[r], o.sockbuf);
     fcntl(fds[r], F_SETFL, O_NONBLOCK);
   }
+  size_t all = (size_t)(o.block_bytes * o.send_buffers);  // filled before the clock starts
+  char *blocks = malloc(all);
+  if (!blocks) {
+    fprintf(stderr, "tcp_ceiling: no memory for %zu bytes of blocks\n", all);
+    return 1;
+  }
+  memset(blocks, 0x5a, all);
   double start = now_seconds();
-  int failed = run_sender(fds, &o) != 0;
+  int failed = run_sender(fds, blocks, &o) != 0;
+  free(blocks);
   for (int r = 0; r < o.receivers; r++) close(fds[r]);
   for (int r = 0; r < o.receivers; r++) {
     int status;
@@ -162,7 +182,8 @@ int main(int argc, char **argv) {
     return 1;
   }
   double bytes = (double)o.receivers * (double)o.blocks * (double)o.block_bytes;
-  printf("tcp_ceiling receivers=%d block_bytes=%ld sockbuf=%d bytes=%.0f seconds=%.3f gbps=%.2f\n",
-         o.receivers, o.block_bytes, o.sockbuf, bytes, seconds, bytes / seconds / 1e9);
+  printf("tcp_ceiling receivers=%d block_bytes=%ld sockbuf=%d send_buffers=%ld recv_buffers=%ld bytes=%.0f "
+         "seconds=%.3f gbps=%.2f\n", o.receivers, o.block_bytes, o.sockbuf, o.send_buffers, o.recv_buffers,
+         bytes, seconds, bytes / seconds / 1e9);
   return 0;
 }

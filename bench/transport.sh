@@ -19,6 +19,10 @@
 #   REPEATS=N   runs; the last line is their median (default 5)
 #   IO_THREADS=N  the teacher's --io-threads (default: the teacher's default)
 #   CEILING=0   skip the bare-TCP reference runs
+#   COLD_CEILING=1  also run bare TCP in the transport's shape (the sender
+#               cycling through 256 blocks like the teacher's cache, each
+#               receiver through 17 like a student's window: bytes rarely in
+#               cache) and print tcp_cold_ceiling_gbps and of_cold_ceiling
 #   BUILD_DIR=D where the binaries are (default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +80,13 @@ run_once() {
   local g=${line##*gbps=}
   echo "$g" >> "$tmp/ceiling"
   awk -v a="$(tail -1 "$tmp/gbps")" -v b="$g" 'BEGIN { printf "%.4f\n", a / b }' >> "$tmp/ratio"
+  [ "${COLD_CEILING:-0}" = 1 ] || return 0
+  line=$("$ceiling" --receivers 3 --blocks "$blocks" --block-bytes 1048576 --sockbuf 262144 \
+    --send-buffers 256 --recv-buffers 17)
+  echo "cold ceiling $1: $line"
+  g=${line##*gbps=}
+  echo "$g" >> "$tmp/cold"
+  awk -v a="$(tail -1 "$tmp/gbps")" -v b="$g" 'BEGIN { printf "%.4f\n", a / b }' >> "$tmp/cold_ratio"
 }
 # stats FILE: the minimum, maximum and median of its numbers, one per line.
 stats() { sort -g "$1" | awk '{v[NR] = $1} END {
@@ -92,6 +103,10 @@ echo "codec and checksum throughput, one core, 1 MiB float32 tensor (MB of float
 if [ "${CEILING:-1}" != 0 ]; then
   echo "tcp_ceiling_gbps=$(median "$tmp/ceiling") (bare loopback TCP, median)"
   echo "of_ceiling=$(median "$tmp/ratio") (transport / bare TCP, median of the per-run ratios)"
+  if [ "${COLD_CEILING:-0}" = 1 ]; then
+    echo "tcp_cold_ceiling_gbps=$(median "$tmp/cold") (bare loopback TCP, buffers cycled as the transport's, median)"
+    echo "of_cold_ceiling=$(median "$tmp/cold_ratio") (transport / that, median of the per-run ratios)"
+  fi
 fi
 read -r lo hi med < <(stats "$tmp/gbps")
 echo "runs=$repeats min=$lo max=$hi (payload GB/s)"

@@ -63,7 +63,7 @@ int main(void) {
       free(buf);
     }
   const size_t bytes = (size_t)R * C * sizeof(float);
-  printf("checksum=crc32c mbps=%.0f\n", checksum_mbps(1, x, bytes));
+  printf("checksum=crc32c mbps=%.0f implementation=%s\n", checksum_mbps(1, x, bytes), dl_crc32c_implementation());
   printf("checksum=xxhash64 mbps=%.0f\n", checksum_mbps(0, x, bytes));
   free(x);
   free(y);

@@ -13,7 +13,10 @@
 #include "cli/teacher_cuda.h"
 #endif
 #include "common/err.h"
+#include "model/cpu/cpu_features.h"
+#include "model/cpu/gemm_bf16.h"
 #include "recipe/recipe.h"
+#include "teacher/cpu_bf16.h"
 #include "teacher/teacher_model.h"
 #include "transport/malloc_tuning.h"
 #include "transport/synthetic.h"
@@ -62,11 +65,29 @@ static void check_range(const char *flag, int v, int lo, int hi) {
   if (v < lo || v > hi) dl_die_input("teacher: --%s must lie in [%d, %d], got %d", flag, lo, hi, v);
 }
 
-// --device: NULL for the CPU forward, else the backend on GPU `gpu` (-1:
+// --precision on the CPU: NULL for the float32 forward, else the bf16 one
+// (teacher/cpu_bf16.h), which needs AVX-512 BF16; bad input exits 2.
+static const dl_forward_backend *cpu_backend(const char *precision, const char *recipe_path) {
+  if (strcmp(precision, "f32") == 0) return NULL;
+  if (!recipe_path) dl_die_input("teacher: --precision bf16 runs the recipe's model: it needs --recipe R");
+  if (!dl_gemm_bf16_available() && dl_cpu_features_get()->avx512_bf16)
+    dl_die_input("teacher: --precision bf16 needs the avx512 CPU kernel level; DISTILL_CPU_KERNELS=%s turns it off",
+                 dl_cpu_level_name(dl_cpu_kernel_level()));
+  if (!dl_gemm_bf16_available()) dl_die_input("teacher: " DL_CPU_BF16_UNAVAILABLE);
+  return &dl_teacher_cpu_bf16_backend;
+}
+
+// --device and --precision (NULL: f32 on the CPU, bf16 on CUDA): NULL for
+// the CPU's float32 forward, else the backend (on GPU `gpu` for cuda, -1:
 // this process's local rank from the launcher, else 0); bad input exits 2.
-static const dl_forward_backend *forward_backend(const char *device, const char *recipe_path, int gpu) {
-  if (strcmp(device, "cpu") == 0) return NULL;
+static const dl_forward_backend *forward_backend(const char *device, const char *precision, const char *recipe_path,
+                                                 int gpu) {
+  if (precision && strcmp(precision, "f32") != 0 && strcmp(precision, "bf16") != 0)
+    dl_die_input("teacher: --precision %s: use f32 or bf16", precision);
+  if (strcmp(device, "cpu") == 0) return cpu_backend(precision ? precision : "f32", recipe_path);
   if (strcmp(device, "cuda") != 0) dl_die_input("teacher: --device %s: use cpu or cuda", device);
+  if (precision && strcmp(precision, "bf16") != 0)
+    dl_die_input("teacher: --device cuda runs the forward in bf16 only: drop --precision %s", precision);
 #ifdef DISTILL_HAVE_CUDA_BACKEND
   if (!recipe_path) dl_die_input("teacher: --device cuda runs the recipe's model: it needs --recipe R");
   dl_err err;
@@ -87,7 +108,7 @@ static const dl_forward_backend *forward_backend(const char *device, const char 
 int cmd_teacher(int argc, char **argv) {
   const char *bind = "tcp://127.0.0.1:5555", *id = NULL, *synthetic = NULL, *codec = NULL;
   const char *store = NULL, *curve_key = NULL, *allow = NULL, *recipe = NULL, *weights = NULL;
-  const char *recipe_path = NULL, *device = "cpu";
+  const char *recipe_path = NULL, *device = "cpu", *precision = NULL;
   const char *policy = NULL, *spill_dir = NULL, *metrics_addr = "127.0.0.1", *metrics_file = NULL;
   int max_lead_mb = -1, spill_mb = -1, metrics_port = 0, status_every_s = 10;
   double grace_s = -1;
@@ -130,6 +151,9 @@ int cmd_teacher(int argc, char **argv) {
       {"quiet", DL_FLAG_BOOL, &quiet, NULL, "no event log lines"},
       {"device", DL_FLAG_STRING, &device, "cpu|cuda",
        "where --recipe's forward passes run (default cpu); cuda: the backbone and heads in bf16 (distill-gpu)"},
+      {"precision", DL_FLAG_STRING, &precision, "f32|bf16",
+       "the forward's linear layers (default: f32 on the CPU, bf16 on cuda); bf16 on the CPU needs AVX-512 BF16 "
+       "(docs/operations.md)"},
       {"gpu", DL_FLAG_INT, &gpu, "N",
        "with --device cuda: the GPU to run on (default: the local rank from OMPI_COMM_WORLD_LOCAL_RANK, "
        "SLURM_LOCALID or LOCAL_RANK, else 0)"},
@@ -140,8 +164,8 @@ int cmd_teacher(int argc, char **argv) {
       "then prints its metrics as one key=value line on stdout, then the sharing summary\n"
       "(\"computed N unique blocks for F families (S served); computed again: A (...)\"),\n"
       "and with --recipe a line of engine counters (blocks prepared, forward passes,\n"
-      "images, failures). With --recipe, students whose data and crops sections differ\n"
-      "from the recipe's are refused at HELLO.",
+      "images, failures, device, precision). With --recipe, students whose data and\n"
+      "crops sections differ from the recipe's are refused at HELLO.",
       flags, (int)(sizeof flags / sizeof flags[0])};
   char *pos[1];
   int npos;
@@ -152,7 +176,7 @@ int cmd_teacher(int argc, char **argv) {
   dl_synthetic_spec syn = {0};
   dl_err err;
   if (!synthetic && !store && !recipe_path) dl_die_input("teacher: needs --recipe R, --synthetic D,P or --store DIR");
-  const dl_forward_backend *backend = forward_backend(device, recipe_path, gpu);
+  const dl_forward_backend *backend = forward_backend(device, precision, recipe_path, gpu);
   if (synthetic && recipe_path) dl_die_input("teacher: --synthetic and --recipe exclude each other");
   if (synthetic && dl_synthetic_parse(synthetic, &syn, &err)) dl_die_input("teacher: %s", err.msg);
   dl_recipe rec;
@@ -289,8 +313,9 @@ int cmd_teacher(int argc, char **argv) {
   g_server = NULL;
   if (recipe_path) {
     dl_teacher_engine_stats es = dl_teacher_engine_stats_get(model.engine);
-    printf("engine prepared=%llu forward_passes=%llu images=%llu failed=%llu\n", (unsigned long long)es.prepared,
-           (unsigned long long)es.forward_passes, (unsigned long long)es.images, (unsigned long long)es.failed);
+    printf("engine prepared=%llu forward_passes=%llu images=%llu failed=%llu device=%s precision=%s\n",
+           (unsigned long long)es.prepared, (unsigned long long)es.forward_passes, (unsigned long long)es.images,
+           (unsigned long long)es.failed, device, backend ? "bf16" : "f32");
     dl_teacher_model_close(&model);
   }
   free(allowed);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "model/cpu/cpu_features.h"
 
 typedef struct subcommand {
   const char *name;
@@ -25,7 +26,8 @@ static const subcommand kSubcommands[] = {
 enum { kNumSubcommands = sizeof kSubcommands / sizeof kSubcommands[0] };
 
 static void print_usage(FILE *out) {
-  fprintf(out, "usage: distill COMMAND [options]   (distill COMMAND --help for details)\n\ncommands:\n");
+  fprintf(out, "usage: distill COMMAND [options]   (distill COMMAND --help for details)\n"
+               "       distill --version   (and the CPU kernel level)\n\ncommands:\n");
   for (int i = 0; i < kNumSubcommands; i++)
     fprintf(out, "  %-10s %s\n", kSubcommands[i].name, kSubcommands[i].summary);
 }
@@ -37,6 +39,14 @@ int main(int argc, char **argv) {
   }
   if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0) {
     print_usage(stdout);
+    return 0;
+  }
+  if (strcmp(argv[1], "--version") == 0) {
+    // The CPU line names the kernel level chosen at start and what it was
+    // chosen from (DISTILL_CPU_KERNELS overrides it: docs/operations.md).
+    char cpu[256];
+    dl_cpu_describe(cpu, sizeof cpu);
+    printf("distill\ncpu: %s\n", cpu);
     return 0;
   }
   for (int i = 0; i < kNumSubcommands; i++)

@@ -1,4 +1,5 @@
 #include "model/heads.h"
+#include "model/heads_bf16.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -119,13 +120,17 @@ static void prepare(const dl_head *h, dl_head_ws *ws, dl_head_mode mode, const f
 }
 
 // The MLP: GELU after every layer but the last. The last layer's output is
-// pre[nlayers - 1] (act of the last layer is unused).
-static void mlp_forward(const dl_head *h, dl_head_ws *ws, const float *x, int m) {
+// pre[nlayers - 1] (act of the last layer is unused). bf16: NULL, or the
+// layers' weights in bf16 (the bf16 teacher, heads_bf16.h).
+static void mlp_forward(const dl_head *h, const dl_head_bf16 *bf16, dl_head_ws *ws, const float *x, int m) {
   const dl_head_config *c = &h->cfg;
   const float *in = x;
   for (int l = 0; l < c->nlayers; l++) {
     const int o = layer_out(c, l);
-    dl_linear(ws->pre[l], in, dl_head_param(h, 2 * l), dl_head_param(h, 2 * l + 1), m, layer_in(c, l), o);
+    if (bf16)
+      dl_gemm_bf16_nt(ws->pre[l], in, &bf16->layers[l], m, &(dl_gemm_epilogue){.bias = dl_head_param(h, 2 * l + 1)});
+    else
+      dl_linear(ws->pre[l], in, dl_head_param(h, 2 * l), dl_head_param(h, 2 * l + 1), m, layer_in(c, l), o);
     if (l == c->nlayers - 1) break;
     memcpy(ws->act[l], ws->pre[l], (size_t)m * o * sizeof(float));
     dl_gelu_inplace(ws->act[l], (size_t)m * o);
@@ -168,7 +173,7 @@ void dl_head_forward(const dl_head *h, dl_head_mode mode, const float *x, int m,
   prepare(h, ws, mode, x, m);
   const int B = c->out_dim;
   if (mode != DL_HEAD_LAST_LAYER) {
-    mlp_forward(h, ws, x, m);
+    mlp_forward(h, NULL, ws, x, m);
     if (c->prototypes == 0) {
       memcpy(out, ws->pre[c->nlayers - 1], (size_t)m * B * sizeof(float));
       return;
@@ -183,6 +188,16 @@ void dl_head_forward(const dl_head *h, dl_head_mode mode, const float *x, int m,
   }
   weight_norm(h, ws);
   dl_linear(out, ws->zn, ws->w_eff, NULL, m, B, c->prototypes);
+}
+
+void dl_head_bottleneck_bf16(const dl_head *h, const dl_head_bf16 *bf16, const float *x, int m, float *out,
+                             dl_head_ws *ws) {
+  const dl_head_config *c = &h->cfg;
+  DL_ASSERT(c->prototypes > 0);
+  prepare(h, ws, DL_HEAD_BOTTLENECK, x, m);
+  mlp_forward(h, bf16, ws, x, m);
+  l2_normalize(out, ws->znorm, ws->pre[c->nlayers - 1], m, c->out_dim);
+  memcpy(ws->zn, out, (size_t)m * c->out_dim * sizeof(float));
 }
 
 // dW (in ws->dw) -> dg, dv: with u = v / ||v||, dg = dW . u and

@@ -8,6 +8,7 @@
 #include "model/cpu/ops.h"
 #include "model/pos_embed.h"
 #include "model/vit.h"
+#include "model/vit_bf16.h"
 
 #define LN_EPS 1e-6f
 
@@ -56,23 +57,46 @@ static void assemble_tokens(const dl_vit *vit, forward_buffers *fb, int n, int n
   }
 }
 
-static void block_forward(const dl_vit *vit, int b, forward_buffers *fb, int n, int t) {
+// A block's linear layers: float32 (ops.h) unless the forward holds the
+// weight in bf16 (w16 not NULL: the bf16 teacher, vit_bf16.h).
+static void linear(const dl_bf16_matrix *w16, float *y, const float *x, const float *w, const float *bias, int m,
+                   int k, int n) {
+  if (w16) dl_gemm_bf16_nt(y, x, w16, m, &(dl_gemm_epilogue){.bias = bias});
+  else dl_linear(y, x, w, bias, m, k, n);
+}
+static void linear_gelu(const dl_bf16_matrix *w16, float *y, const float *x, const float *w, const float *bias,
+                        int m, int k, int n) {
+  if (w16) dl_gemm_bf16_nt(y, x, w16, m, &(dl_gemm_epilogue){.bias = bias, .gelu = true});
+  else dl_linear_gelu(y, x, w, bias, m, k, n);
+}
+static void linear_residual(const dl_bf16_matrix *w16, float *res, float *scratch, const float *x, const float *w,
+                            const float *bias, const float *gamma, int m, int k, int n) {
+  if (w16) dl_gemm_bf16_nt(scratch, x, w16, m, &(dl_gemm_epilogue){.bias = bias, .residual = res, .gamma = gamma});
+  else dl_linear_residual(res, scratch, x, w, bias, gamma, m, k, n);
+}
+
+static void block_forward(const dl_vit *vit, const dl_vit_bf16 *bf16, int b, forward_buffers *fb, int n, int t) {
   const dl_vit_config *c = &vit->cfg;
   const int D = c->dim, rows = n * t, F = c->ffn_hidden;
 #define P(k) dl_vit_param(vit, dl_vit_block_index(c, b, k))
+#define W16(k) (bf16 ? &bf16->by_param[dl_vit_block_index(c, b, k)] : NULL)
   dl_layernorm(fb->ln, fb->x, P(DL_P_NORM1_W), P(DL_P_NORM1_B), rows, D, LN_EPS);
-  dl_linear(fb->qkv, fb->ln, P(DL_P_QKV_W), P(DL_P_QKV_B), rows, D, 3 * D);
+  linear(W16(DL_P_QKV_W), fb->qkv, fb->ln, P(DL_P_QKV_W), P(DL_P_QKV_B), rows, D, 3 * D);
   dl_attention(fb->attn, fb->qkv, n, t, c->heads, D / c->heads, fb->scratch);
-  dl_linear_residual(fb->x, fb->tmp, fb->attn, P(DL_P_PROJ_W), P(DL_P_PROJ_B), P(DL_P_LS1), rows, D, D);
+  linear_residual(W16(DL_P_PROJ_W), fb->x, fb->tmp, fb->attn, P(DL_P_PROJ_W), P(DL_P_PROJ_B), P(DL_P_LS1), rows, D,
+                  D);
   dl_layernorm(fb->ln, fb->x, P(DL_P_NORM2_W), P(DL_P_NORM2_B), rows, D, LN_EPS);
   if (c->ffn == DL_FFN_SWIGLU) {
-    dl_linear(fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, 2 * F);
+    linear(W16(DL_P_FC1_W), fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, 2 * F);
     dl_swiglu(fb->gated, fb->hidden, rows, F);
-    dl_linear_residual(fb->x, fb->tmp, fb->gated, P(DL_P_FC2_W), P(DL_P_FC2_B), P(DL_P_LS2), rows, F, D);
+    linear_residual(W16(DL_P_FC2_W), fb->x, fb->tmp, fb->gated, P(DL_P_FC2_W), P(DL_P_FC2_B), P(DL_P_LS2), rows, F,
+                    D);
   } else {
-    dl_linear_gelu(fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, F);
-    dl_linear_residual(fb->x, fb->tmp, fb->hidden, P(DL_P_FC2_W), P(DL_P_FC2_B), P(DL_P_LS2), rows, F, D);
+    linear_gelu(W16(DL_P_FC1_W), fb->hidden, fb->ln, P(DL_P_FC1_W), P(DL_P_FC1_B), rows, D, F);
+    linear_residual(W16(DL_P_FC2_W), fb->x, fb->tmp, fb->hidden, P(DL_P_FC2_W), P(DL_P_FC2_B), P(DL_P_LS2), rows, F,
+                    D);
   }
+#undef W16
 #undef P
 }
 
@@ -89,8 +113,9 @@ static void write_outputs(const dl_vit *vit, forward_buffers *fb, int n, int np,
   }
 }
 
-int dl_vit_forward(const dl_vit *vit, const float *images, int n, int h, int w, const bool *masks,
-                   dl_vit_workspace *ws, dl_vit_outputs *out, dl_err *err) {
+// The forward pass; bf16 NULL: float32 throughout.
+static int forward(const dl_vit *vit, const dl_vit_bf16 *bf16, const float *images, int n, int h, int w,
+                   const bool *masks, dl_vit_workspace *ws, dl_vit_outputs *out, dl_err *err) {
   const dl_vit_config *c = &vit->cfg;
   if (n <= 0) return dl_fail(err, "empty batch");
   if (h <= 0 || w <= 0 || h % c->patch || w % c->patch)
@@ -114,7 +139,18 @@ int dl_vit_forward(const dl_vit *vit, const float *images, int n, int h, int w, 
   else
     dl_pos_embed_resize(fb.pos, stored, c->pos_grid, D, gh, gw, c->interp);
   assemble_tokens(vit, &fb, n, np, t, masks);
-  for (int b = 0; b < c->depth; b++) block_forward(vit, b, &fb, n, t);
+  for (int b = 0; b < c->depth; b++) block_forward(vit, bf16, b, &fb, n, t);
   write_outputs(vit, &fb, n, np, t, out);
   return 0;
+}
+
+int dl_vit_forward(const dl_vit *vit, const float *images, int n, int h, int w, const bool *masks,
+                   dl_vit_workspace *ws, dl_vit_outputs *out, dl_err *err) {
+  return forward(vit, NULL, images, n, h, w, masks, ws, out, err);
+}
+
+int dl_vit_forward_bf16(const dl_vit *vit, const dl_vit_bf16 *bf16, const float *images, int n, int h, int w,
+                        const bool *masks, dl_vit_workspace *ws, dl_vit_outputs *out, dl_err *err) {
+  if (bf16->count != vit->layout.count) return dl_fail(err, "the bf16 weights belong to another model");
+  return forward(vit, bf16, images, n, h, w, masks, ws, out, err);
 }

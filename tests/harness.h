@@ -6,6 +6,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stddef.h>
+#include <stdint.h>
 
 extern int dl_test_failures;
 extern int dl_test_checks;
@@ -25,6 +26,11 @@ extern int dl_test_checks;
 
 // ||a - b|| / ||b|| in double precision (0 when both are zero).
 double dl_rel_err(const float *a, const float *b, size_t n);
+
+// Reproducible test data: uniform floats in [-1, 1) from a 64-bit LCG whose
+// state the caller keeps (and seeds); rand_vec mallocs n of them.
+float dl_test_urand(uint64_t *state);
+float *dl_test_rand_vec(size_t n, uint64_t *state);
 
 // Prints the summary line and returns the process exit status.
 int dl_test_summary(const char *name);

@@ -120,9 +120,11 @@ static void quantize_row(const float *row, uint32_t cols, float inv, int8_t *q) 
   for (; c < cols; c++) q[c] = (int8_t)lrintf(fminf(127.0f, fmaxf(-127.0f, row[c] * inv)));
 }
 
-static void f32_to_int8_rows(const float *x, uint32_t rows, uint32_t cols, uint8_t *dst) {
+// Rows [r0, r1) of the whole tensor's layout (scales first, then values).
+static void f32_to_int8_rows(const float *x, uint32_t rows, uint32_t cols, uint32_t r0, uint32_t r1,
+                             uint8_t *dst) {
   int8_t *q = (int8_t *)(dst + 4 * (size_t)rows);
-  for (uint32_t r = 0; r < rows; r++) {
+  for (uint32_t r = r0; r < r1; r++) {
     const float *row = x + (size_t)r * cols;
     float maxabs = row_maxabs(row, cols);
     float scale = maxabs / 127.0f;
@@ -132,9 +134,10 @@ static void f32_to_int8_rows(const float *x, uint32_t rows, uint32_t cols, uint8
   }
 }
 
-static void int8_rows_to_f32(const uint8_t *src, uint32_t rows, uint32_t cols, float *dst) {
+static void int8_rows_to_f32(const uint8_t *src, uint32_t rows, uint32_t cols, uint32_t r0, uint32_t r1,
+                             float *dst) {
   const int8_t *q = (const int8_t *)(src + 4 * (size_t)rows);
-  for (uint32_t r = 0; r < rows; r++) {
+  for (uint32_t r = r0; r < r1; r++) {
     float scale;
     memcpy(&scale, src + 4 * (size_t)r, 4);
     const int8_t *qr = q + (size_t)r * cols;
@@ -144,12 +147,42 @@ static void int8_rows_to_f32(const uint8_t *src, uint32_t rows, uint32_t cols, f
 }
 
 void dl_codec_quantize(dl_codec codec, const float *x, uint32_t rows, uint32_t cols, uint8_t *dst) {
-  size_t n = (size_t)rows * cols;
+  dl_codec_quantize_rows(codec, x, rows, cols, 0, rows, dst);
+}
+
+size_t dl_codec_prefix_bytes(int codec, uint32_t rows) {
+  return codec == DL_CODEC_INT8_ROW ? 4 * (size_t)rows : 0;
+}
+
+size_t dl_codec_row_bytes(int codec, uint32_t cols) {
   switch (codec) {
-    case DL_CODEC_F32: memcpy(dst, x, 4 * n); break;
-    case DL_CODEC_F16: f32_to_f16(x, n, dst); break;
-    case DL_CODEC_BF16: f32_to_bf16(x, n, dst); break;
-    case DL_CODEC_INT8_ROW: f32_to_int8_rows(x, rows, cols, dst); break;
+    case DL_CODEC_F32: return 4 * (size_t)cols;
+    case DL_CODEC_F16:
+    case DL_CODEC_BF16: return 2 * (size_t)cols;
+    case DL_CODEC_INT8_ROW: return cols;
+    default: return 0;
+  }
+}
+
+void dl_codec_quantize_rows(dl_codec codec, const float *x, uint32_t rows, uint32_t cols, uint32_t r0,
+                            uint32_t r1, uint8_t *dst) {
+  size_t n = (size_t)(r1 - r0) * cols, first = (size_t)r0 * cols;
+  switch (codec) {
+    case DL_CODEC_F32: memcpy(dst + 4 * first, x + first, 4 * n); break;
+    case DL_CODEC_F16: f32_to_f16(x + first, n, dst + 2 * first); break;
+    case DL_CODEC_BF16: f32_to_bf16(x + first, n, dst + 2 * first); break;
+    case DL_CODEC_INT8_ROW: f32_to_int8_rows(x, rows, cols, r0, r1, dst); break;
+  }
+}
+
+void dl_codec_dequantize_rows(int codec, const uint8_t *src, uint32_t rows, uint32_t cols, uint32_t r0,
+                              uint32_t r1, float *dst) {
+  size_t n = (size_t)(r1 - r0) * cols, first = (size_t)r0 * cols;
+  switch (codec) {
+    case DL_CODEC_F32: memcpy(dst + first, src + 4 * first, 4 * n); break;
+    case DL_CODEC_F16: f16_to_f32(src + 2 * first, n, dst + first); break;
+    case DL_CODEC_BF16: bf16_to_f32(src + 2 * first, n, dst + first); break;
+    case DL_CODEC_INT8_ROW: int8_rows_to_f32(src, rows, cols, r0, r1, dst); break;
   }
 }
 
@@ -160,13 +193,7 @@ int dl_codec_dequantize(int codec, const uint8_t *src, size_t n, uint32_t rows, 
   if (n != want)
     return dl_fail(err, "tensor of %u x %u %s needs %zu bytes, got %zu", rows, cols,
                    dl_codec_name((dl_codec)codec), want, n);
-  size_t count = (size_t)rows * cols;
-  switch (codec) {
-    case DL_CODEC_F32: memcpy(dst, src, 4 * count); break;
-    case DL_CODEC_F16: f16_to_f32(src, count, dst); break;
-    case DL_CODEC_BF16: bf16_to_f32(src, count, dst); break;
-    case DL_CODEC_INT8_ROW: int8_rows_to_f32(src, rows, cols, dst); break;
-  }
+  dl_codec_dequantize_rows(codec, src, rows, cols, 0, rows, dst);
   return 0;
 }
 

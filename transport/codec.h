@@ -57,4 +57,16 @@ void dl_codec_quantize(dl_codec codec, const float *x, uint32_t rows, uint32_t c
 int dl_codec_dequantize(int codec, const uint8_t *src, size_t n, uint32_t rows, uint32_t cols,
                         float *dst, dl_err *err);
 
+// Rows [r0, r1) alone, in the whole tensor's layout (dst and src are the
+// whole tensor's buffers, sizes checked by the caller): so a block can be
+// checksummed piece by piece while each piece is still in cache. The
+// quantized form is dl_codec_prefix_bytes (int8's per-row scales) followed by
+// rows of dl_codec_row_bytes each.
+size_t dl_codec_prefix_bytes(int codec, uint32_t rows);
+size_t dl_codec_row_bytes(int codec, uint32_t cols);
+void dl_codec_quantize_rows(dl_codec codec, const float *x, uint32_t rows, uint32_t cols, uint32_t r0,
+                            uint32_t r1, uint8_t *dst);
+void dl_codec_dequantize_rows(int codec, const uint8_t *src, uint32_t rows, uint32_t cols, uint32_t r0,
+                              uint32_t r1, float *dst);
+
 #endif

@@ -1,6 +1,7 @@
 #include "transport/crc32c.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -93,6 +94,32 @@ static __m256i fold256(__m256i y, __m256i k, const uint8_t *next) {
   return _mm256_xor_si256(_mm256_xor_si256(a, b), _mm256_loadu_si256((const __m256i *)next));
 }
 
+// Without VPCLMULQDQ (e.g. Intel before Ice Lake, AMD before Zen 4): four
+// 16-byte accumulators, each folded 64 bytes forward per step with the 128-bit
+// carry-less multiply that every x86-64 CPU of the last decade has. The serial
+// crc32 instruction is several times slower (one 8-byte step per 3 cycles).
+static uint64_t fold_64[2];
+
+__attribute__((target("sse4.2,pclmul")))
+static uint32_t crc_clmul(uint32_t crc, const uint8_t *p, size_t n) {
+  uint64_t s = ~crc;
+  if (n >= 128) {
+    __m128i k = _mm_set_epi64x((long long)fold_64[1], (long long)fold_64[0]);
+    __m128i x[4];
+    for (int i = 0; i < 4; i++) x[i] = _mm_loadu_si128((const __m128i *)(p + 16 * i));
+    x[0] = _mm_xor_si128(x[0], _mm_cvtsi32_si128((int)(uint32_t)s));
+    for (p += 64, n -= 64; n >= 64; p += 64, n -= 64)
+      for (int i = 0; i < 4; i++) x[i] = fold16(x[i], k, _mm_loadu_si128((const __m128i *)(p + 16 * i)));
+    __m128i k16 = _mm_set_epi64x((long long)fold_16[1], (long long)fold_16[0]);
+    __m128i y = x[0];
+    for (int i = 1; i < 4; i++) y = fold16(y, k16, x[i]);
+    uint8_t rest[16];
+    _mm_storeu_si128((__m128i *)rest, y);
+    s = crc_hw_words(0, rest, sizeof rest);
+  }
+  return ~(uint32_t)crc_hw_words(s, p, n);
+}
+
 // Four 32-byte accumulators, each folded 128 bytes forward per step.
 __attribute__((target("sse4.2,pclmul,avx2,vpclmulqdq")))
 static uint32_t crc_fold(uint32_t crc, const uint8_t *p, size_t n) {
@@ -124,28 +151,94 @@ static uint32_t crc_fold(uint32_t crc, const uint8_t *p, size_t n) {
 
 // ---- choosing once
 
-static uint32_t (*impl)(uint32_t, const uint8_t *, size_t) = crc_table;
+typedef uint32_t (*crc_fn)(uint32_t, const uint8_t *, size_t);
+static crc_fn impl = crc_table;
+static const char *impl_name = "table";
 static pthread_once_t chosen = PTHREAD_ONCE_INIT;
 
+// The implementations from slowest to fastest; each CPU that has one has the
+// ones before it.
+enum { DL_CRC32C_IMPLS = 4 };
+static const char *const names[DL_CRC32C_IMPLS] = {"table", "crc32", "clmul", "vpclmul"};
+
+static crc_fn available(int i) {
+  if (i == 0) return crc_table;
+#ifdef DL_CRC32C_X86
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("sse4.2")) return NULL;
+  if (i == 1) return crc_hw;
+  if (!__builtin_cpu_supports("pclmul")) return NULL;
+  if (i == 2) return crc_clmul;
+  if (i == 3 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("vpclmulqdq")) return crc_fold;
+#endif
+  return NULL;
+}
+
+// The fastest implementation this CPU has, or the one DISTILL_CRC32C names
+// (table, crc32, clmul, vpclmul) when the CPU has it: to measure what a
+// slower CPU would pay, on a faster one. All give the same values.
 static void choose(void) {
   for (uint32_t i = 0; i < 256; i++) {
     uint8_t byte = (uint8_t)i;
     table[i] = ~dl_crc32c_reference(~0u, &byte, 1);  // one byte, no inversions
   }
 #ifdef DL_CRC32C_X86
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("sse4.2")) return;
-  impl = crc_hw;
-  if (__builtin_cpu_supports("pclmul") && __builtin_cpu_supports("avx2") &&
-      __builtin_cpu_supports("vpclmulqdq")) {
-    fold_constants(128, fold_128);
-    fold_constants(16, fold_16);
-    impl = crc_fold;
-  }
+  fold_constants(128, fold_128);
+  fold_constants(64, fold_64);
+  fold_constants(16, fold_16);
 #endif
+  const char *want = getenv("DISTILL_CRC32C");
+  for (int i = 0; i < DL_CRC32C_IMPLS; i++) {
+    crc_fn f = available(i);
+    if (!f) break;
+    impl = f, impl_name = names[i];
+    if (want && !strcmp(want, names[i])) break;
+  }
 }
 
 uint32_t dl_crc32c(uint32_t crc, const void *data, size_t n) {
   pthread_once(&chosen, choose);
   return impl(crc, data, n);
+}
+
+const char *dl_crc32c_implementation(void) {
+  pthread_once(&chosen, choose);
+  return impl_name;
+}
+
+int dl_crc32c_named(const char *name, uint32_t crc, const void *data, size_t n, uint32_t *out) {
+  pthread_once(&chosen, choose);
+  for (int i = 0; i < DL_CRC32C_IMPLS; i++) {
+    if (strcmp(name, names[i])) continue;
+    crc_fn f = available(i);
+    if (!f) return -1;
+    *out = f(crc, data, n);
+    return 0;
+  }
+  return -1;
+}
+
+// ---- moving a CRC past n zero bytes (combining pieces)
+//
+// Without its conditioning the CRC register is linear: over n bytes D from
+// register r it ends at r * x^(8n) + R(0, D) (mod P). With the inversions,
+// dl_crc32c(c, D) = dl_crc32c(0, D) ^ c * x^(8n) mod P: the CRC of a piece
+// checksummed on its own is moved onto whatever came before it.
+
+// a * b mod P, both reflected (bit 31 is the coefficient of x^0).
+static uint32_t mul_mod_p(uint32_t a, uint32_t b) {
+  uint32_t product = 0;
+  for (int d = 0; d < 32; d++) {  // d: the power of x that bit 31 - d of a stands for
+    if (a & (0x80000000u >> d)) product ^= b;
+    b = (b >> 1) ^ (POLY_REFLECTED & (0u - (b & 1)));  // b * x
+  }
+  return product;
+}
+
+uint32_t dl_crc32c_shift(uint32_t crc, uint64_t n) {
+  uint32_t power = 0x80000000u;          // x^0
+  uint32_t square = 0x80000000u >> 8;    // x^8, then x^16, x^32, ...: x^(8 * 2^i)
+  for (; n; n >>= 1, square = mul_mod_p(square, square))
+    if (n & 1) power = mul_mod_p(power, square);
+  return mul_mod_p(crc, power);
 }

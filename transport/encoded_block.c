@@ -42,7 +42,7 @@ dl_codec dl_codec_spec_for(const dl_codec_spec *spec, const char *name) {
 // The checksum covers the payload and, through its seed, every field that
 // says what the payload is: a corrupted block id or tensor shape in the
 // envelope fails it just as a corrupted payload byte does.
-uint64_t dl_block_checksum(const Distill__Block *msg, const uint8_t *payload, size_t n) {
+static uint64_t checksum_seed(const Distill__Block *msg) {
   uint64_t meta[5] = {msg->block, msg->resolution, msg->first_sample, msg->num_samples,
                       msg->payload_bytes};
   uint64_t seed = dl_xxhash64(meta, sizeof meta, msg->n_tensors);
@@ -52,9 +52,64 @@ uint64_t dl_block_checksum(const Distill__Block *msg, const uint8_t *payload, si
     seed = dl_xxhash64(f, sizeof f, seed);
     seed = dl_xxhash64(t->name, strlen(t->name), seed);
   }
+  return seed;
+}
+
+// CRC32C continues from the 64-bit seed folded to 32 bits.
+static uint32_t crc_seed(uint64_t seed) { return (uint32_t)(seed ^ (seed >> 32)); }
+
+uint64_t dl_block_checksum(const Distill__Block *msg, const uint8_t *payload, size_t n) {
+  uint64_t seed = checksum_seed(msg);
   if (msg->checksum_kind == DISTILL__CHECKSUM_KIND__CHECKSUM_CRC32C)
-    return dl_crc32c((uint32_t)(seed ^ (seed >> 32)), payload, n);
+    return dl_crc32c(crc_seed(seed), payload, n);
   return dl_xxhash64(payload, n, seed);
+}
+
+// ---- checksums while the bytes are hot
+//
+// A block is quantized, and on the other side checked and dequantized, in
+// pieces of about kHotBytes, each checksummed right after it is written or
+// right before it is read: one pass over memory instead of two. The
+// envelope's seed is only known once every tensor's size is, so the encoder
+// checksums the payload from 0 and moves the seed in at the end
+// (dl_crc32c_shift); the decoder knows it from the start.
+enum { kHotBytes = 64 << 10 };
+
+static uint32_t rows_per_piece(size_t row_bytes) {
+  size_t r = row_bytes ? kHotBytes / row_bytes : 1;
+  return r == 0 ? 1 : r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
+}
+
+// Quantizes x (no zstd) into dst piece by piece; returns the CRC32C from 0 of
+// the dl_codec_quantized_bytes written.
+static uint32_t quantize_hot(dl_codec codec, const float *x, uint32_t rows, uint32_t cols, uint8_t *dst) {
+  size_t pre = dl_codec_prefix_bytes(codec, rows), rb = dl_codec_row_bytes(codec, cols);
+  uint32_t step = rows_per_piece(rb), body = 0;
+  for (uint32_t r0 = 0, r1; r0 < rows; r0 = r1) {
+    r1 = rows - r0 > step ? r0 + step : rows;
+    dl_codec_quantize_rows(codec, x, rows, cols, r0, r1, dst);
+    body = dl_crc32c(body, dst + pre + (size_t)r0 * rb, (size_t)(r1 - r0) * rb);
+  }
+  // int8's scales come first in the payload but are complete only now.
+  return body ^ dl_crc32c_shift(dl_crc32c(0, dst, pre), (uint64_t)rows * rb);
+}
+
+// Checks and dequantizes src (wire bytes of w, not zstd) into dst piece by
+// piece, continuing *crc over its bytes. Returns 0 or -1.
+static int dequantize_hot(const dl_tensor_wire *w, const uint8_t *src, float *dst, uint32_t *crc,
+                          dl_err *err) {
+  size_t want = dl_codec_quantized_bytes(w->codec, w->rows, w->cols);
+  if (want == 0 || w->wire_bytes != want)  // the plain decoder words the error
+    return dl_codec_dequantize(w->codec, src, w->wire_bytes, w->rows, w->cols, dst, err);
+  size_t pre = dl_codec_prefix_bytes(w->codec, w->rows), rb = dl_codec_row_bytes(w->codec, w->cols);
+  *crc = dl_crc32c(*crc, src, pre);
+  uint32_t step = rows_per_piece(rb);
+  for (uint32_t r0 = 0, r1; r0 < w->rows; r0 = r1) {
+    r1 = w->rows - r0 > step ? r0 + step : w->rows;
+    *crc = dl_crc32c(*crc, src + pre + (size_t)r0 * rb, (size_t)(r1 - r0) * rb);
+    dl_codec_dequantize_rows(w->codec, src, w->rows, w->cols, r0, r1, dst);
+  }
+  return 0;
 }
 
 // An encoded block with one reference, its ids and no payload yet.
@@ -84,6 +139,30 @@ static void seal(dl_encoded_block *e) {
   e->checksum = dl_block_checksum(&msg, e->payload, e->payload_bytes);
 }
 
+// seal for a payload whose CRC32C from 0 is known (computed while encoding).
+static void seal_crc(dl_encoded_block *e, uint32_t payload_crc) {
+  Distill__Block msg;
+  dl_block_msg_storage st;
+  dl_encoded_block_to_msg(e, &msg, &st);
+  e->checksum = payload_crc ^ dl_crc32c_shift(crc_seed(checksum_seed(&msg)), e->payload_bytes);
+}
+
+// One tensor into dst: quantized piece by piece while checksummed, or with
+// zstd checksummed after. Continues *crc (from 0 over the payload).
+static int encode_tensor_hot(dl_codec codec, int zstd_level, const dl_tensor *t, uint8_t *dst,
+                             size_t cap, dl_tensor_wire *w, uint32_t *crc, dl_err *err) {
+  if (zstd_level > 0) {
+    if (dl_tensor_encode(codec, zstd_level, t->data, t->rows, t->cols, dst, cap, w, err)) return -1;
+    *crc = dl_crc32c(*crc, dst, w->wire_bytes);
+    return 0;
+  }
+  size_t q = dl_codec_quantized_bytes(codec, t->rows, t->cols);
+  if (q == 0 || q > cap) return dl_fail(err, "cannot encode a %u x %u tensor as codec %d", t->rows, t->cols, codec);
+  *w = (dl_tensor_wire){.codec = codec, .rows = t->rows, .cols = t->cols, .zstd = false, .wire_bytes = q};
+  *crc = quantize_hot(codec, t->data, t->rows, t->cols, dst) ^ dl_crc32c_shift(*crc, q);
+  return 0;
+}
+
 dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec *spec,
                                   int zstd_level, dl_err *err) {
   if (b->ntensors <= 0 || b->ntensors > DL_MAX_TENSORS) {
@@ -104,13 +183,14 @@ dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec 
   dl_encoded_block *e = new_encoded_for(b);
   e->payload = dl_malloc(bound);
   size_t off = 0;
+  uint32_t crc = 0;
   for (int i = 0; i < b->ntensors; i++) {
     const dl_tensor *t = &b->tensors[i];
     dl_encoded_tensor *et = &e->tensors[i];
     snprintf(et->name, sizeof et->name, "%s", t->name);
     et->offset = off;
-    if (dl_tensor_encode(dl_codec_spec_for(spec, t->name), zstd_level, t->data, t->rows, t->cols,
-                         e->payload + off, bound - off, &et->wire, err)) {
+    if (encode_tensor_hot(dl_codec_spec_for(spec, t->name), zstd_level, t, e->payload + off,
+                          bound - off, &et->wire, &crc, err)) {
       dl_encoded_block_unref(e);
       return NULL;
     }
@@ -118,7 +198,7 @@ dl_encoded_block *dl_encode_block(const dl_target_block *b, const dl_codec_spec 
     e->raw_bytes += (size_t)t->rows * t->cols * sizeof(float);
   }
   e->payload_bytes = off;
-  seal(e);
+  seal_crc(e, crc);
   return e;
 }
 
@@ -226,9 +306,34 @@ static int check_payload(const Distill__Block *msg, const uint8_t *payload, size
   return 0;
 }
 
+// Copies payload into a new buffer, checking its CRC32C piece by piece as it
+// is copied (the xxHash64 of old stores before). Returns it, or NULL.
+static uint8_t *copy_checked(const Distill__Block *msg, const uint8_t *payload, size_t n, dl_err *err) {
+  if (msg->checksum_kind != DISTILL__CHECKSUM_KIND__CHECKSUM_CRC32C || n != msg->payload_bytes) {
+    if (check_payload(msg, payload, n, err)) return NULL;
+    uint8_t *copy = dl_malloc(n ? n : 1);
+    memcpy(copy, payload, n);
+    return copy;
+  }
+  uint8_t *copy = dl_malloc(n ? n : 1);
+  uint32_t crc = crc_seed(checksum_seed(msg));
+  for (size_t off = 0; off < n; off += kHotBytes) {
+    size_t len = n - off < kHotBytes ? n - off : kHotBytes;
+    memcpy(copy + off, payload + off, len);
+    crc = dl_crc32c(crc, copy + off, len);
+  }
+  if (crc != msg->checksum) {
+    free(copy);
+    dl_fail(err, "block %llu: payload checksum mismatch", (unsigned long long)msg->block);
+    return NULL;
+  }
+  return copy;
+}
+
 dl_encoded_block *dl_encoded_block_from_msg(const Distill__Block *msg, const uint8_t *payload,
                                             size_t n, dl_err *err) {
-  if (check_payload(msg, payload, n, err)) return NULL;
+  uint8_t *copy = copy_checked(msg, payload, n, err);
+  if (!copy) return NULL;
   dl_encoded_block *e = new_encoded(msg->block, msg->resolution, msg->first_sample, msg->num_samples,
                                     (int)msg->n_tensors, (int)msg->checksum_kind);
   e->checksum = msg->checksum;
@@ -238,43 +343,75 @@ dl_encoded_block *dl_encoded_block_from_msg(const Distill__Block *msg, const uin
     e->tensors[i].offset = msg->tensors[i]->offset;
     e->raw_bytes += (size_t)msg->tensors[i]->rows * msg->tensors[i]->cols * sizeof(float);
   }
-  e->payload = dl_malloc(n ? n : 1);
-  memcpy(e->payload, payload, n);
+  e->payload = copy;
   e->payload_bytes = n;
   return e;
+}
+
+// Whether the tensors tile the payload in order, as every encoder here lays
+// them out: then the checksum can run tensor by tensor with the decoding.
+static int tiles_payload(const Distill__Block *msg, size_t n) {
+  uint64_t off = 0;
+  for (size_t i = 0; i < msg->n_tensors; i++) {
+    if (msg->tensors[i]->offset != off) return 0;
+    off += msg->tensors[i]->wire_bytes;
+  }
+  return off == n;
+}
+
+// Decodes one tensor into out; continues *crc over its bytes when crc is set.
+// Returns 1 when it was borrowed, 0 when decoded, -1 on error.
+static int decode_tensor(const Distill__TensorInfo *t, const uint8_t *payload, dl_target_block *out,
+                         int borrow, uint32_t *crc, uint64_t block, dl_err *err) {
+  dl_tensor_wire w = wire_of(t);
+  const uint8_t *src = payload + t->offset;
+  if (borrow && w.codec == DL_CODEC_F32 && !w.zstd && (uintptr_t)src % sizeof(float) == 0 &&
+      out->ntensors < DL_MAX_TENSORS) {
+    dl_tensor *bt = &out->tensors[out->ntensors++];
+    snprintf(bt->name, sizeof bt->name, "%s", t->name);
+    bt->rows = t->rows;
+    bt->cols = t->cols;
+    bt->data = (float *)(uintptr_t)src;  // the caller keeps payload alive
+    bt->borrowed = 1;
+    if (crc) *crc = dl_crc32c(*crc, src, w.wire_bytes);
+    return 1;
+  }
+  float *dst = dl_target_block_add_uninitialized(out, t->name, t->rows, t->cols);
+  if (!dst) return dl_fail(err, "block %llu: too many tensors", (unsigned long long)block);
+  if (!crc) return dl_tensor_decode(&w, src, dst, err);
+  if (!w.zstd) return dequantize_hot(&w, src, dst, crc, err);
+  *crc = dl_crc32c(*crc, src, w.wire_bytes);  // the compressed bytes, then their decoding
+  return dl_tensor_decode(&w, src, dst, err);
 }
 
 static int decode_block(const Distill__Block *msg, const uint8_t *payload, size_t n,
                         dl_target_block *out, int borrow, dl_err *err) {
   memset(out, 0, sizeof *out);
-  int borrowed = 0;
-  if (check_payload(msg, payload, n, err)) return -1;
+  // CRC32C over tensors that tile the payload: checked while decoding. Else
+  // (xxHash64 of old stores, a layout no encoder here writes) checked first.
+  int hot = msg->checksum_kind == DISTILL__CHECKSUM_KIND__CHECKSUM_CRC32C && n == msg->payload_bytes &&
+            tiles_payload(msg, n);
+  if (!hot && check_payload(msg, payload, n, err)) return -1;
+  uint32_t crc = hot ? crc_seed(checksum_seed(msg)) : 0;
   out->block = msg->block;
   out->resolution = msg->resolution;
   out->first_sample = msg->first_sample;
   out->num_samples = msg->num_samples;
+  int borrowed = 0;
   for (size_t i = 0; i < msg->n_tensors; i++) {
-    const Distill__TensorInfo *t = msg->tensors[i];
-    dl_tensor_wire w = wire_of(t);
-    const uint8_t *src = payload + t->offset;
-    if (borrow && w.codec == DL_CODEC_F32 && !w.zstd && (uintptr_t)src % sizeof(float) == 0 &&
-        out->ntensors < DL_MAX_TENSORS) {
-      dl_tensor *bt = &out->tensors[out->ntensors++];
-      snprintf(bt->name, sizeof bt->name, "%s", t->name);
-      bt->rows = t->rows;
-      bt->cols = t->cols;
-      bt->data = (float *)(uintptr_t)src;  // the caller keeps payload alive
-      bt->borrowed = 1;
-      borrowed++;
-      continue;
-    }
-    float *dst = dl_target_block_add_uninitialized(out, t->name, t->rows, t->cols);
-    if (!dst || dl_tensor_decode(&w, src, dst, err)) {
-      if (!dst) dl_fail(err, "block %llu: too many tensors", (unsigned long long)msg->block);
-      dl_fail_prefix(err, t->name);
+    int rc = decode_tensor(msg->tensors[i], payload, out, borrow, hot ? &crc : NULL, msg->block, err);
+    if (rc < 0) {
       dl_target_block_free(out);
+      // A corrupted payload is reported as such, whatever its decoding said.
+      if (hot && check_payload(msg, payload, n, err)) return -1;
+      dl_fail_prefix(err, msg->tensors[i]->name);
       return -1;
     }
+    borrowed += rc;
+  }
+  if (hot && crc != msg->checksum) {
+    dl_target_block_free(out);
+    return dl_fail(err, "block %llu: payload checksum mismatch", (unsigned long long)msg->block);
   }
   return borrowed;
 }

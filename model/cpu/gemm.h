@@ -1,6 +1,7 @@
-// The CPU backend's own float32 matrix multiply for linear layers on AVX2/FMA
-// machines: C = epilogue(A W^T) with A [m, k] (activations, row-major) and W
-// [n, k] (a PyTorch linear weight). OpenBLAS spends part of its time outside
+// The CPU backend's own float32 matrix multiply for linear layers, in an AVX2
+// and an AVX-512 version (the CPU level chosen at start picks one: see
+// cpu_features.h and gemm.c): C = epilogue(A W^T) with A [m, k] (activations,
+// row-major) and W [n, k] (a PyTorch linear weight). OpenBLAS spends part of its time outside
 // its kernel on these tall shapes and needs a separate pass for the bias and
 // the activation; this one packs W once per call, splits the rows of A over
 // the OpenMP threads (no synchronization inside) and applies the bias, exact
@@ -19,7 +20,8 @@ typedef struct dl_gemm_epilogue {
   const float *gamma;  // scratch only (gamma NULL: 1); ld of residual is n
 } dl_gemm_epilogue;
 
-// True when this CPU has AVX2 and FMA (checked once at run time).
+// True when this CPU has AVX2 and FMA (x86-64-v3), which every machine that
+// gets past cpu_features.c's check at start has.
 bool dl_gemm_available(void);
 
 // C [m, n] (row-major, ld n) = epilogue(A W^T). Requires dl_gemm_available().

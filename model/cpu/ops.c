@@ -5,8 +5,8 @@
 #include <omp.h>
 #include <string.h>
 
-#include "model/cpu/fast_math.h"
 #include "model/cpu/gemm.h"
+#include "model/cpu/row_kernels.h"
 
 // Our kernel where it pays: enough rows to amortize packing all of W per call
 // (its cost relative to the multiply is about 1/m), and not inside a parallel
@@ -56,64 +56,39 @@ void dl_linear_residual(float *res, float *scratch, const float *x, const float 
 }
 
 void dl_layernorm(float *y, const float *x, const float *g, const float *b, int rows, int d, float eps) {
+  const dl_row_kernel_table *k = dl_row_kernels();
 #pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; r++) {
-    const float *xr = x + (size_t)r * d;
-    float *yr = y + (size_t)r * d;
-    float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < d; i++) sum += xr[i];
-    float mean = sum / (float)d, var = 0.0f;
-#pragma omp simd reduction(+ : var)
-    for (int i = 0; i < d; i++) var += (xr[i] - mean) * (xr[i] - mean);
-    float inv = 1.0f / sqrtf(var / (float)d + eps);
-#pragma omp simd
-    for (int i = 0; i < d; i++) yr[i] = (xr[i] - mean) * inv * g[i] + b[i];
-  }
+  for (int r = 0; r < rows; r++) k->layernorm(y + (size_t)r * d, x + (size_t)r * d, g, b, d, eps);
 }
 
 void dl_gelu_inplace(float *x, size_t n) {
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < n; i++) x[i] = 0.5f * x[i] * (1.0f + dl_fast_erff(x[i] * 0.70710678118654752f));
+  const dl_row_kernel_table *k = dl_row_kernels();
+  const size_t chunks = (n + DL_ELEMENTWISE_CHUNK - 1) / DL_ELEMENTWISE_CHUNK;
+#pragma omp parallel for schedule(static)
+  for (size_t c = 0; c < chunks; c++) {
+    const size_t i0 = c * DL_ELEMENTWISE_CHUNK;
+    k->gelu(x + i0, n - i0 < DL_ELEMENTWISE_CHUNK ? n - i0 : DL_ELEMENTWISE_CHUNK);
+  }
 }
 
 void dl_swiglu(float *out, const float *xg, int rows, int h) {
+  const dl_row_kernel_table *k = dl_row_kernels();
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
-    const float *a = xg + (size_t)r * 2 * h, *b = a + h;
-    float *o = out + (size_t)r * h;
-#pragma omp simd
-    for (int j = 0; j < h; j++) o[j] = a[j] / (1.0f + dl_fast_expf(-a[j])) * b[j];
+    const float *a = xg + (size_t)r * 2 * h;
+    k->swiglu(out + (size_t)r * h, a, a + h, h);
   }
 }
 
 void dl_residual_scaled(float *x, const float *y, const float *gamma, int rows, int d) {
+  const dl_row_kernel_table *k = dl_row_kernels();
 #pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; r++) {
-    float *xr = x + (size_t)r * d;
-    const float *yr = y + (size_t)r * d;
-#pragma omp simd
-    for (int i = 0; i < d; i++) xr[i] += gamma[i] * yr[i];
-  }
+  for (int r = 0; r < rows; r++) k->residual_scaled(x + (size_t)r * d, y + (size_t)r * d, gamma, d);
 }
 
 size_t dl_attention_scratch_floats(int t) { return (size_t)t * (size_t)t; }
 
-void dl_softmax_rows(float *s, int rows, int cols) {
-  for (int r = 0; r < rows; r++) {
-    float *row = s + (size_t)r * cols, mx = row[0], sum = 0.0f;
-#pragma omp simd reduction(max : mx)
-    for (int j = 1; j < cols; j++) mx = row[j] > mx ? row[j] : mx;
-#pragma omp simd reduction(+ : sum)
-    for (int j = 0; j < cols; j++) {
-      row[j] = dl_fast_expf(row[j] - mx);
-      sum += row[j];
-    }
-    float inv = 1.0f / sum;
-#pragma omp simd
-    for (int j = 0; j < cols; j++) row[j] *= inv;
-  }
-}
+void dl_softmax_rows(float *s, int rows, int cols) { dl_row_kernels()->softmax_rows(s, rows, cols); }
 
 void dl_attention(float *out, const float *qkv, int batch, int t, int heads, int hd, float *scratch) {
   const int d = heads * hd, ld = 3 * d;

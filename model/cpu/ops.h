@@ -1,4 +1,4 @@
-// The CPU backend's ops: float32, the own AVX2/FMA sgemm (gemm.h) for large
+// The CPU backend's ops: float32, the own sgemm (gemm.h) for large
 // linear layers and OpenBLAS sgemm for every other matmul, OpenMP for the
 // rest. Matrices are row-major; a linear layer's weight is [out, in] as in
 // PyTorch, so y = x W^T + b.

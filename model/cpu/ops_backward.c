@@ -5,8 +5,8 @@
 #include <omp.h>
 #include <string.h>
 
-#include "model/cpu/fast_math.h"
 #include "model/cpu/ops.h"
+#include "model/cpu/row_kernels.h"
 
 void dl_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int m, int k, int n, const float *ones, int accumulate_dx) {
@@ -19,18 +19,9 @@ void dl_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
 }
 
 void dl_layernorm_stats(float *mean, float *rstd, const float *x, int rows, int d, float eps) {
+  const dl_row_kernel_table *k = dl_row_kernels();
 #pragma omp parallel for schedule(static)
-  for (int r = 0; r < rows; r++) {
-    const float *xr = x + (size_t)r * d;
-    float sum = 0.0f, var = 0.0f;
-#pragma omp simd reduction(+ : sum)
-    for (int i = 0; i < d; i++) sum += xr[i];
-    const float mu = sum / (float)d;
-#pragma omp simd reduction(+ : var)
-    for (int i = 0; i < d; i++) var += (xr[i] - mu) * (xr[i] - mu);
-    mean[r] = mu;
-    rstd[r] = 1.0f / sqrtf(var / (float)d + eps);
-  }
+  for (int r = 0; r < rows; r++) k->layernorm_stats(mean + r, rstd + r, x + (size_t)r * d, d, eps);
 }
 
 size_t dl_layernorm_backward_scratch_floats(int d) { return 2 * (size_t)d * (size_t)omp_get_max_threads(); }
@@ -39,6 +30,7 @@ void dl_layernorm_backward(float *dx, float *dg, float *db, const float *dy, con
                            const float *g, const float *mean, const float *rstd, int rows, int d,
                            float *scratch) {
   const int nt = omp_get_max_threads();
+  const dl_row_kernel_table *k = dl_row_kernels();
   memset(scratch, 0, 2 * (size_t)d * nt * sizeof(float));
   // Each thread sums its rows' parameter gradients privately; one pass at the
   // end adds the partial sums (no atomics, deterministic for a thread count).
@@ -46,27 +38,9 @@ void dl_layernorm_backward(float *dx, float *dg, float *db, const float *dy, con
   {
     float *pg = scratch + 2 * (size_t)d * omp_get_thread_num(), *pb = pg + d;
 #pragma omp for schedule(static)
-    for (int r = 0; r < rows; r++) {
-      const float *xr = x + (size_t)r * d, *dyr = dy + (size_t)r * d;
-      float *dxr = dx + (size_t)r * d;
-      const float mu = mean[r], rs = rstd[r];
-      float s1 = 0.0f, s2 = 0.0f;
-#pragma omp simd reduction(+ : s1, s2)
-      for (int i = 0; i < d; i++) {
-        float xh = (xr[i] - mu) * rs, dyg = dyr[i] * g[i];
-        s1 += dyg;
-        s2 += dyg * xh;
-        pg[i] += dyr[i] * xh;
-        pb[i] += dyr[i];
-      }
-      s1 /= (float)d;
-      s2 /= (float)d;
-#pragma omp simd
-      for (int i = 0; i < d; i++) {
-        float xh = (xr[i] - mu) * rs;
-        dxr[i] = rs * (dyr[i] * g[i] - s1 - xh * s2);
-      }
-    }
+    for (int r = 0; r < rows; r++)
+      k->layernorm_backward(dx + (size_t)r * d, pg, pb, dy + (size_t)r * d, x + (size_t)r * d, g, mean[r], rstd[r],
+                            d);
   }
   for (int t = 0; t < nt; t++) {
     const float *pg = scratch + 2 * (size_t)d * t, *pb = pg + d;
@@ -78,48 +52,36 @@ void dl_layernorm_backward(float *dx, float *dg, float *db, const float *dy, con
 }
 
 void dl_gelu_backward(float *dx, const float *dy, const float *pre, size_t n) {
-  // d/dx x Phi(x) = Phi(x) + x phi(x).
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    float x = pre[i];
-    float cdf = 0.5f * (1.0f + dl_fast_erff(x * 0.70710678118654752f));
-    float pdf = 0.39894228040143268f * dl_fast_expf(-0.5f * x * x);
-    dx[i] = dy[i] * (cdf + x * pdf);
+  const dl_row_kernel_table *k = dl_row_kernels();
+  const size_t chunks = (n + DL_ELEMENTWISE_CHUNK - 1) / DL_ELEMENTWISE_CHUNK;
+#pragma omp parallel for schedule(static)
+  for (size_t c = 0; c < chunks; c++) {
+    const size_t i0 = c * DL_ELEMENTWISE_CHUNK;
+    k->gelu_backward(dx + i0, dy + i0, pre + i0, n - i0 < DL_ELEMENTWISE_CHUNK ? n - i0 : DL_ELEMENTWISE_CHUNK);
   }
 }
 
 void dl_swiglu_backward(float *dxg, const float *dout, const float *xg, int rows, int h) {
+  const dl_row_kernel_table *k = dl_row_kernels();
 #pragma omp parallel for schedule(static)
   for (int r = 0; r < rows; r++) {
-    const float *a = xg + (size_t)r * 2 * h, *b = a + h, *d = dout + (size_t)r * h;
-    float *da = dxg + (size_t)r * 2 * h, *dbv = da + h;
-#pragma omp simd
-    for (int j = 0; j < h; j++) {
-      float s = 1.0f / (1.0f + dl_fast_expf(-a[j]));
-      float silu = a[j] * s;
-      dbv[j] = d[j] * silu;
-      da[j] = d[j] * b[j] * s * (1.0f + a[j] * (1.0f - s));
-    }
+    const float *a = xg + (size_t)r * 2 * h;
+    float *da = dxg + (size_t)r * 2 * h;
+    k->swiglu_backward(da, da + h, dout + (size_t)r * h, a, a + h, h);
   }
 }
 
 void dl_residual_scaled_backward(float *dy, float *dgamma, const float *dx, const float *y,
                                  const float *gamma, int rows, int d, float *scratch) {
   const int nt = omp_get_max_threads();
+  const dl_row_kernel_table *k = dl_row_kernels();
   memset(scratch, 0, (size_t)d * nt * sizeof(float));
 #pragma omp parallel
   {
     float *pg = scratch + (size_t)d * omp_get_thread_num();
 #pragma omp for schedule(static)
-    for (int r = 0; r < rows; r++) {
-      const float *dxr = dx + (size_t)r * d, *yr = y + (size_t)r * d;
-      float *dyr = dy + (size_t)r * d;
-#pragma omp simd
-      for (int i = 0; i < d; i++) {
-        dyr[i] = gamma[i] * dxr[i];
-        pg[i] += dxr[i] * yr[i];
-      }
-    }
+    for (int r = 0; r < rows; r++)
+      k->residual_scaled_backward(dy + (size_t)r * d, pg, dx + (size_t)r * d, y + (size_t)r * d, gamma, d);
   }
   for (int t = 0; t < nt; t++)
     for (int i = 0; i < d; i++) dgamma[i] += scratch[(size_t)d * t + i];
@@ -161,15 +123,7 @@ void dl_attention_backward(float *dqkv, const float *dout, const float *qkv, con
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, hd, t, 1.0f, p, t, dO, d, 0.0f, dv, ld);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, t, t, hd, 1.0f, dO, d, v, ld, 0.0f, ds, t);
     // Softmax backward: dS = P * (dP - sum_j P dP), folded with the scale.
-    for (int r = 0; r < t; r++) {
-      float *dsr = ds + (size_t)r * t;
-      const float *pr = p + (size_t)r * t;
-      float dot = 0.0f;
-#pragma omp simd reduction(+ : dot)
-      for (int j = 0; j < t; j++) dot += pr[j] * dsr[j];
-#pragma omp simd
-      for (int j = 0; j < t; j++) dsr[j] = scale * pr[j] * (dsr[j] - dot);
-    }
+    dl_row_kernels()->softmax_backward_rows(ds, p, t, t, scale);
     // dQ = dS K; dK = dS^T Q.
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, t, hd, t, 1.0f, ds, t, k, ld, 0.0f, dq, ld);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, t, hd, t, 1.0f, ds, t, q, ld, 0.0f, dk, ld);

@@ -19,15 +19,7 @@
 #include "tests/harness.h"
 
 static uint64_t g_state = 7;
-static float urand(void) {  // uniform in [-1, 1)
-  g_state = g_state * 6364136223846793005ull + 1442695040888963407ull;
-  return (float)((g_state >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
-}
-static float *rand_vec(size_t n) {
-  float *v = malloc(n * sizeof *v);
-  for (size_t i = 0; i < n; i++) v[i] = urand();
-  return v;
-}
+static float *rand_vec(size_t n) { return dl_test_rand_vec(n, &g_state); }
 
 typedef struct shape { int m, k, n; } shape;
 

@@ -106,3 +106,11 @@ long long proc_find_metric(const char *path, const char *key) {
   fclose(f);
   return v;
 }
+
+int proc_one_block(const dl_recipe *r, const dl_forward_backend *backend, dl_target_block *out, dl_err *err) {
+  dl_teacher_model m;
+  if (dl_teacher_model_open(r, backend, &m, err)) return -1;
+  const int rc = dl_teacher_engine_compute(m.engine, 3, (uint32_t)r->crops.global_size, out, err);
+  dl_teacher_model_close(&m);
+  return rc;
+}

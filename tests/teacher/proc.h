@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "teacher/teacher_model.h"
 #include "transport/student_client.h"
 
 // Starts DISTILL_BIN with args (NULL-terminated, without argv[0]); stdout and
@@ -28,6 +29,9 @@ void proc_student_config(dl_student_config *c, const char *const *teachers, cons
 // the stream hash of its data and crops sections (0, with a message, if it
 // cannot be written or read back).
 uint64_t proc_write_demo_recipe(const char *path, const char *target);
+// Opens the recipe's teacher model on `backend` (NULL: the CPU), computes
+// block 3 at the recipe's global size into out, closes the model.
+int proc_one_block(const dl_recipe *r, const dl_forward_backend *backend, dl_target_block *out, dl_err *err);
 // The value of `key=` in the last line of the file that has it; -1 if none.
 long long proc_find_metric(const char *path, const char *key);
 

@@ -12,6 +12,7 @@
 
 #include "teacher/teacher_model.h"
 #include "tests/harness.h"
+#include "tests/teacher/proc.h"
 
 #define SRC DISTILL_SOURCE_DIR
 
@@ -62,14 +63,6 @@ static void stop(void *ctx) {
 
 static const dl_forward_backend kStandIn = {"stand-in", start, forward, bottleneck, stop};
 
-// Opens the model on `backend`, computes one block at the recipe's size, closes it.
-static int one_block(const dl_recipe *r, const dl_forward_backend *backend, dl_target_block *out, dl_err *err) {
-  dl_teacher_model m;
-  if (dl_teacher_model_open(r, backend, &m, err)) return -1;
-  const int rc = dl_teacher_engine_compute(m.engine, 3, (uint32_t)r->crops.global_size, out, err);
-  dl_teacher_model_close(&m);
-  return rc;
-}
 
 static int same_blocks(const dl_target_block *a, const dl_target_block *b) {
   if (a->ntensors != b->ntensors || a->num_samples != b->num_samples) return 0;
@@ -93,10 +86,10 @@ int main(void) {
   r.teacher.batch = 24;  // a block's 64 crops in three forward passes
   r.teacher.workers = 1;
   dl_target_block cpu = {0}, hooked = {0};
-  int rc = one_block(&r, NULL, &cpu, &err);
+  int rc = proc_one_block(&r, NULL, &cpu, &err);
   CHECK(rc == 0 && cpu.ntensors == 4, "CPU engine: block 3 with %d tensors%s%s", cpu.ntensors, rc ? ": " : "",
         rc ? err.msg : "");
-  rc = one_block(&r, &kStandIn, &hooked, &err);
+  rc = proc_one_block(&r, &kStandIn, &hooked, &err);
   const int images = (int)cpu.num_samples * r.crops.global_count;
   const dl_tensor *patch = dl_target_block_find(&cpu, "patch");
   CHECK(rc == 0 && g_starts == 1 && g_stops == 1 && g_forwards == 3 && g_images == images,
@@ -110,7 +103,7 @@ int main(void) {
 
   g_fail_forward = 1;
   dl_target_block failed = {0};
-  rc = one_block(&r, &kStandIn, &failed, &err);
+  rc = proc_one_block(&r, &kStandIn, &failed, &err);
   CHECK(rc == -1 && strstr(err.msg, "stand-in: forward failed") && failed.ntensors == 0 && g_stops == 2,
         "a failing forward pass fails the block: %s", rc ? err.msg : "(computed)");
   g_fail_forward = 0;

@@ -47,8 +47,9 @@ static void test_xxhash64(void) {
 }
 
 // The fast paths (folding, the crc32 instruction) against the bit-at-a-time
-// definition: every length up to 1200 at three alignments (the folding path
-// starts at 256 bytes), a 1 MiB buffer, and a message checksummed in pieces.
+// definition: every length up to 1200 at three alignments (the folding paths
+// start at 128 and 256 bytes), a 1 MiB buffer, a message checksummed in
+// pieces, and pieces checksummed apart and joined (dl_crc32c_shift).
 static void test_crc32c(void) {
   CHECK(dl_crc32c(0, "123456789", 9) == 0xE3069283u, "crc32c(\"123456789\") = %08x (check value e3069283)",
         dl_crc32c(0, "123456789", 9));
@@ -59,13 +60,38 @@ static void test_crc32c(void) {
     x ^= x << 13, x ^= x >> 7, x ^= x << 17;
     buf[i] = (uint8_t)x;
   }
-  int agree = 0, cases = 0;
-  for (size_t n = 0; n <= 1200; n++)
-    for (size_t off = 0; off < 3; off++, cases++)
-      agree += dl_crc32c((uint32_t)n, buf + off, n) == dl_crc32c_reference((uint32_t)n, buf + off, n);
-  CHECK(agree == cases, "crc32c agrees with the reference on %d of %d lengths and alignments", agree, cases);
-  uint32_t whole = dl_crc32c(7, buf + 1, big);
-  CHECK(whole == dl_crc32c_reference(7, buf + 1, big), "crc32c of 1 MiB agrees with the reference (%08x)", whole);
+  uint32_t whole = dl_crc32c_reference(7, buf + 1, big);
+  // Every implementation this CPU has (the one in use is the fastest), so the
+  // slower paths other machines take are checked here too.
+  static const char *const impls[] = {"table", "crc32", "clmul", "vpclmul"};
+  for (int k = 0; k < 4; k++) {
+    uint32_t got;
+    if (dl_crc32c_named(impls[k], 0, "", 0, &got)) {
+      printf("crc32c: this CPU has no %s implementation (not checked)\n", impls[k]);
+      continue;
+    }
+    int agree = 0, cases = 0;
+    for (size_t n = 0; n <= 1200; n++)
+      for (size_t off = 0; off < 3; off++, cases++) {
+        dl_crc32c_named(impls[k], (uint32_t)n, buf + off, n, &got);
+        agree += got == dl_crc32c_reference((uint32_t)n, buf + off, n);
+      }
+    CHECK(agree == cases, "crc32c (%s) agrees with the reference on %d of %d lengths and alignments",
+          impls[k], agree, cases);
+    dl_crc32c_named(impls[k], 7, buf + 1, big, &got);
+    CHECK(got == whole, "crc32c (%s) of 1 MiB agrees with the reference (%08x)", impls[k], got);
+  }
+  printf("crc32c in use: %s\n", dl_crc32c_implementation());
+  CHECK(dl_crc32c(7, buf + 1, big) == whole, "dl_crc32c of 1 MiB agrees with the reference");
+  // A piece checksummed alone and moved past its length takes any seed later.
+  int joined = 0, tries = 0;
+  for (size_t n = 0; n <= 1100; n += 13, tries++)
+    joined += (dl_crc32c(0, buf + 2, n) ^ dl_crc32c_shift((uint32_t)(n * 2654435761u), n)) ==
+              dl_crc32c((uint32_t)(n * 2654435761u), buf + 2, n);
+  CHECK(joined == tries, "crc32c_shift joins a piece to any seed (%d of %d lengths)", joined, tries);
+  uint32_t head = dl_crc32c(7, buf + 1, 300000), tail = dl_crc32c(0, buf + 300001, big - 300000);
+  CHECK((tail ^ dl_crc32c_shift(head, big - 300000)) == whole,
+        "crc32c of 1 MiB joined from two pieces checksummed apart equals the whole");
   uint32_t pieces = dl_crc32c(dl_crc32c(dl_crc32c(7, buf + 1, 1000), buf + 1001, 300000), buf + 301001, big - 301000);
   CHECK(pieces == whole, "crc32c in three pieces equals crc32c of the whole");
   buf[12345] ^= 4;
@@ -191,6 +217,70 @@ static void test_encode_take(void) {
         "a block only partly in its arena is copied (%zu bytes)", e ? e->payload_bytes : 0);
   dl_encoded_block_unref(e);
   dl_target_block_free(&tb);
+}
+
+// Checksums computed while the bytes are hot (piece by piece as tensors are
+// quantized and dequantized, the seed joined at the end) equal the one-pass
+// definition, decode to exactly what the plain decoder gives, and catch a
+// changed byte anywhere: the first tensor, int8's scales, the last byte.
+static void check_hot(const char *codec_text, int zstd_level) {
+  dl_synthetic_spec spec = {.dim = 1024, .patches = 63, .crops = 1, .block_size = 4};  // 1 MiB of float32
+  dl_target_block tb = {0};
+  dl_synthetic_compute(&spec, 5, 224, &tb, NULL);
+  dl_codec_spec cs;
+  dl_err err;
+  dl_codec_spec_parse(codec_text, &cs, &err);
+  dl_encoded_block *e = dl_encode_block(&tb, &cs, zstd_level, &err);
+  dl_target_block_free(&tb);
+  size_t n;
+  uint8_t *env = dl_encoded_block_pack_envelope(e, &n);
+  dl_envelope *d = NULL;
+  dl_envelope_decode(env, n, &d, &err);
+  const Distill__Block *msg = d->block;
+  CHECK(e->checksum == dl_block_checksum(msg, e->payload, e->payload_bytes),
+        "%s zstd %d: the checksum made while encoding equals the one-pass CRC32C (%08llx)", codec_text,
+        zstd_level, (unsigned long long)e->checksum);
+  dl_target_block hot;
+  int same = dl_decode_block_msg(msg, e->payload, e->payload_bytes, &hot, &err) == 0 && hot.ntensors == (int)msg->n_tensors;
+  for (size_t i = 0; same && i < msg->n_tensors; i++) {
+    const Distill__TensorInfo *t = msg->tensors[i];
+    dl_tensor_wire w = {.codec = (dl_codec)t->codec, .rows = t->rows, .cols = t->cols, .zstd = t->zstd,
+                        .wire_bytes = (size_t)t->wire_bytes};
+    float *plain = malloc((size_t)t->rows * t->cols * sizeof(float));
+    same = dl_tensor_decode(&w, e->payload + t->offset, plain, &err) == 0 &&
+           memcmp(plain, hot.tensors[i].data, (size_t)t->rows * t->cols * sizeof(float)) == 0;
+    free(plain);
+  }
+  CHECK(same, "%s zstd %d: decoding while checksumming gives the plain decoder's values", codec_text, zstd_level);
+  dl_target_block_free(&hot);
+  size_t spots[3] = {7, (size_t)msg->tensors[msg->n_tensors - 1]->offset + 3, e->payload_bytes - 1};
+  int caught = 0;
+  char last[600] = "";
+  for (int k = 0; k < 3; k++) {
+    e->payload[spots[k]] ^= 0x40;
+    if (dl_decode_block_msg(msg, e->payload, e->payload_bytes, &hot, &err) != 0 && strstr(err.msg, "checksum"))
+      caught++;
+    else
+      dl_target_block_free(&hot);
+    snprintf(last, sizeof last, "%s", err.msg);
+    dl_encoded_block *copy = dl_encoded_block_from_msg(msg, e->payload, e->payload_bytes, &err);
+    caught += copy == NULL;
+    dl_encoded_block_unref(copy);
+    e->payload[spots[k]] ^= 0x40;
+  }
+  CHECK(caught == 6, "%s zstd %d: a changed byte at 3 places is caught by the decoder and the store's copy "
+        "(%d of 6: %s)", codec_text, zstd_level, caught, last);
+  dl_envelope_free(d);
+  free(env);
+  dl_encoded_block_unref(e);
+}
+
+static void test_hot_checksums(void) {
+  check_hot("f32", 0);
+  check_hot("f16", 0);
+  check_hot("bf16", 0);
+  check_hot("int8", 0);
+  check_hot("f16,patch=int8", 3);
 }
 
 static void test_envelopes(void) {
@@ -390,6 +480,7 @@ int main(void) {
   test_shared_payload();
   test_xxhash64();
   test_crc32c();
+  test_hot_checksums();
   test_codecs();
   test_codec_spec();
   test_envelopes();
