@@ -1,12 +1,17 @@
 // distill inspect: what a safetensors file holds, and the backbone it
 // describes when it is one.
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "cli/model_flags.h"
 #include "model/safetensors.h"
 #include "model/vit.h"
+#include "student/export_record.h"
 
 static void print_tensors(const dl_safetensors *st, int limit) {
   printf("tensors: %d\n", st->count);
@@ -42,6 +47,54 @@ static void print_backbone(const char *path, const dl_vit_overrides *ov) {
   dl_vit_free(&vit);
 }
 
+// An export in a student's checkpoint folder: its entry in the catalogue
+// (student/export_catalog.h) when index.json is beside it, read from the
+// export's record (the index is rendered from the records).
+static void print_index_entry(const char *file) {
+  char real[PATH_MAX], dir[PATH_MAX], index[PATH_MAX + 16], record[PATH_MAX + 64];
+  if (!realpath(file, real)) return;
+  snprintf(dir, sizeof dir, "%s", real);
+  char *slash = strrchr(dir, '/');
+  if (!slash) return;
+  *slash = 0;
+  const char *name = real + (slash + 1 - dir);
+  long step;
+  char tail[32];
+  if (sscanf(name, "student-ema-%ld%31s", &step, tail) != 2 || strcmp(tail, ".safetensors") != 0) return;
+  snprintf(index, sizeof index, "%s/index.json", dir);
+  FILE *f = fopen(index, "r");
+  if (!f) return;
+  char line[4096], want[160];
+  snprintf(want, sizeof want, "\"file\": \"%s\"", name);
+  bool listed = false;
+  while (!listed && fgets(line, sizeof line, f)) listed = strstr(line, want) != NULL;
+  fclose(f);
+  dl_export_record r;
+  dl_err err;
+  dl_export_record_path(record, sizeof record, dir, step);
+  if (!listed || dl_export_record_read(record, &r, &err)) {
+    printf("index: %s does not list %s%s%s\n", index, name, listed ? " (" : "", listed ? err.msg : "");
+    if (listed) printf(")\n");
+    return;
+  }
+  printf("index: %s\n", index);
+  printf("  step %ld, %s phase at %d px, %ld images seen%s\n", r.step, r.hires ? "high-resolution" : "main",
+         r.resolution, r.images_seen, r.final ? ", the run's final export" : "");
+  printf("  architecture %s; recipe xxh64 %s\n", r.architecture, r.recipe_xxh64);
+  printf("  sha256 %s, %llu bytes\n", r.sha256, (unsigned long long)r.size);
+  const dl_export_eval *e = &r.eval;
+  if (e->state == DL_EXPORT_EVAL_DONE) {
+    printf("  evaluation: k-NN top-1 %.2f %% (k %d, T %.3g; %d train / %d test images at %d px, %.1f s)", e->knn_top1,
+           e->knn_k, e->knn_temperature, e->train_n, e->test_n, e->size, e->seconds);
+    if (e->has_linear) printf("; linear probe top-1 %.2f %%", e->linear_top1);
+    printf("\n");
+  } else if (e->state == DL_EXPORT_EVAL_FAILED) {
+    printf("  evaluation: failed after %d attempts: %s\n", e->attempts, e->failure);
+  } else {
+    printf("  evaluation: %s\n", e->state == DL_EXPORT_EVAL_PENDING ? "pending" : "none (not chosen by eval's period)");
+  }
+}
+
 int cmd_inspect(int argc, char **argv) {
   bool all = false;
   dl_model_flags mf = DL_MODEL_FLAGS_INIT;
@@ -53,7 +106,8 @@ int cmd_inspect(int argc, char **argv) {
       "inspect", "FILE.safetensors",
       "Shows a safetensors file's metadata and tensors and, when it holds a DINOv2\n"
       "backbone (official, timm or Hugging Face names), the architecture inferred\n"
-      "from its names and shapes and the parameter count.",
+      "from its names and shapes and the parameter count; for a student's export\n"
+      "beside its checkpoints/index.json, the export's entry (step, phase, evaluations).",
       flags, sizeof flags / sizeof flags[0]};
   char *files[1];
   int nfiles = 0;
@@ -69,5 +123,6 @@ int cmd_inspect(int argc, char **argv) {
   print_tensors(&st, all ? 0 : 40);
   dl_st_close(&st);
   print_backbone(files[0], &ov);
+  print_index_entry(files[0]);
   return 0;
 }

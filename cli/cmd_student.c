@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
@@ -239,6 +240,10 @@ int cmd_student(int argc, char **argv) {
                           .heartbeat_ms = heartbeat_ms, .metrics_port = metrics_port, .metrics_addr = metrics_addr, .dead_after_ms = dead_after_ms, .quiet = quiet, .stop = &g_stop,
                           .resolve_interval_ms = resolve_interval_ms, .curve_secret = curve_key ? &secret : NULL,
                           .curve_public = &public, .teacher_public = &teacher_public};
+  // Evaluations (the recipe's eval section) run this same binary: distill knn.
+  static char exe[4096];
+  const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+  if (len > 0) exe[len] = 0, o.eval_exe = exe;
   int rc = dl_student_run(&o, &err);
   if (rc) fprintf(stderr, "distill: student: %s\n", err.msg);
   free(list);

@@ -3,6 +3,11 @@
 #ifndef DISTILL_CLI_EVAL_FLAGS_H
 #define DISTILL_CLI_EVAL_FLAGS_H
 
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
 #include "cli/flags.h"
 #include "cli/model_flags.h"
 #include "common/err.h"
@@ -26,9 +31,20 @@ typedef struct dl_eval_flags {
   {"batch", DL_FLAG_INT, &(ef).batch, "N", "images per forward pass (default 64)"},                             \
   DL_MODEL_FLAG_ENTRIES((ef).mf)
 
+// A trainer's evaluation process (student/export_eval.h) is started with
+// DISTILL_DIE_WITH_PARENT=PID: it is killed when that trainer goes, and
+// leaves at once if the trainer is already gone.
+static inline void dl_eval_die_with_parent(void) {
+  const char *pid = getenv("DISTILL_DIE_WITH_PARENT");
+  if (!pid || !*pid) return;
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if ((long)getppid() != atol(pid)) _exit(1);
+}
+
 // Checks the flags, loads the backbone and both feature sets; exits 2 with one line on bad input.
 static inline void dl_eval_flags_load(const dl_command_spec *spec, dl_eval_flags *ef, dl_vit *vit, dl_eval_set *train,
                                       dl_eval_set *test) {
+  dl_eval_die_with_parent();
   dl_require_flag(spec, "weights", ef->weights);
   dl_require_flag(spec, "train", ef->train);
   dl_require_flag(spec, "test", ef->test);

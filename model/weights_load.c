@@ -176,10 +176,18 @@ static int infer_config(source_map *m, const dl_vit_overrides *ov, dl_vit_config
   }
   if (c->depth == 0) return dl_fail(err, "no transformer blocks found");
   if (infer_ffn(m, c, err)) return -1;
-  c->heads = ov && ov->heads > 0 ? ov->heads : c->dim / 64;
+  // Names and shapes do not say the head count or the interpolation: the
+  // flags do, else a distill export's metadata (student/checkpoint.c), else
+  // the released models' rules (64-wide heads; antialias with registers).
+  const char *arch = dl_st_meta_get(m->st, "architecture");
+  const char *heads_at = arch ? strstr(arch, "heads=") : NULL, *interp_at = arch ? strstr(arch, "interp=") : NULL;
+  c->heads = c->dim / 64;
+  if (heads_at) c->heads = atoi(heads_at + 6);
+  if (ov && ov->heads > 0) c->heads = ov->heads;
   if (c->heads <= 0 || c->dim % c->heads != 0)
-    return dl_fail(err, "embed dim %d is not divisible into %d heads", c->dim, c->heads);
+    return dl_fail(err, "embed dim %d is not divisible into %d heads (give the head count: --heads)", c->dim, c->heads);
   c->interp = c->registers > 0 ? DL_INTERP_ANTIALIAS : DL_INTERP_LEGACY;
+  if (interp_at) c->interp = strncmp(interp_at + 7, "antialias", 9) == 0 ? DL_INTERP_ANTIALIAS : DL_INTERP_LEGACY;
   if (ov && ov->interp >= 0) c->interp = (dl_interp_mode)ov->interp;
   return 0;
 }

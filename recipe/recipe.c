@@ -156,6 +156,7 @@ static const struct {
     {"ema", dl_recipe_parse_ema},
     {"checkpoint", dl_recipe_parse_checkpoint},
     {"hires", dl_recipe_parse_hires},
+    {"eval", dl_recipe_parse_eval},
 };
 enum { kNumSections = sizeof kSections / sizeof kSections[0] };
 
@@ -217,7 +218,8 @@ static int parse_root(const dl_recipe_ctx *c, dl_recipe *r) {
     if (strcmp(kSections[i].name, "train") == 0) r->has_train = true;
   }
   if (!have_data || !r->dataset[0]) return dl_fail(c->err, "%s: data.dataset is required", c->name);
-  return dl_recipe_student_finish(c, r);
+  if (dl_recipe_student_finish(c, r)) return -1;
+  return dl_recipe_eval_finish(c, r);
 }
 
 int dl_recipe_parse(const char *name, const uint8_t *text, size_t n, dl_recipe *out, dl_err *err) {
@@ -226,6 +228,7 @@ int dl_recipe_parse(const char *name, const uint8_t *text, size_t n, dl_recipe *
   out->loader_threads = 2;
   out->crops = dl_crop_spec_dinov2();
   dl_recipe_student_defaults(out);
+  dl_recipe_eval_defaults(out);
   dl_recipe_teacher_defaults(&out->teacher, &out->pretrain);
   yaml_parser_t parser;
   yaml_document_t doc;

@@ -1,7 +1,7 @@
 // Recipes: one YAML file describing a distillation run (docs/recipes.md
 // explains every key). Sections: `data` and `crops` (the sample stream),
 // `model`, `train`, `optim`, `ema`, `checkpoint`, `hires` (the student;
-// recipe_student.c). Unknown keys and bad values are refused with FILE:LINE,
+// recipe_student.c), `eval` (recipe_eval.c). Unknown keys and bad values are refused with FILE:LINE,
 // so a typo never silently falls back to a default.
 #ifndef DISTILL_RECIPE_RECIPE_H
 #define DISTILL_RECIPE_RECIPE_H
@@ -66,8 +66,28 @@ typedef struct dl_recipe_checkpoint {
   char dir[DL_RECIPE_PATH_MAX];  // empty: OUT/checkpoints
   long every_steps;              // 0: not by steps
   double every_minutes;          // 0: not by time
-  int keep;
+  int keep;                      // the last N training checkpoints, and their exports
+  int keep_best;                 // also the best M exports by best_metric (with an eval section)
+  int best_metric;               // dl_eval_metric
 } dl_recipe_checkpoint;
+
+// eval: each EMA export evaluated on held-out data while training goes on
+// (student/export_eval.h), by `distill knn` (and `distill linear`) run as a
+// separate, lower-priority process on rank 0.
+typedef enum { DL_EVAL_KNN_TOP1 = 0, DL_EVAL_LINEAR_TOP1 = 1 } dl_eval_metric;
+typedef struct dl_recipe_eval {
+  char train[1024];              // labelled set the k-NN votes from (and the probe trains on)
+  char test[1024];               // held-out labelled set; empty: no eval section
+  int limit_train, limit_test;   // evenly spaced subsets (0: all)
+  int size, resize;              // the evaluation transform: center crop, shorter side (0: size * 256 / 224)
+  int knn_k;                     // 20
+  float knn_temperature;         // 0.07
+  int linear;                    // 1: also the linear probe
+  long every_exports;            // evaluate every Nth export (1), or
+  long every_steps;              // the first export at least this many steps after the last one evaluated
+  int threads;                   // the evaluation's OpenMP threads (1)
+  bool present;                  // the recipe has an eval section
+} dl_recipe_eval;
 
 // hires: the high-resolution phase, steps [train.steps, train.steps +
 // hires.steps), with its own schedules (student/student_model.h). A key left
@@ -103,6 +123,7 @@ typedef struct dl_recipe {
   dl_recipe_ema ema;
   dl_recipe_checkpoint checkpoint;
   dl_recipe_hires hires;
+  dl_recipe_eval eval;
   bool has_model, has_train;  // which student sections the file has
   // teacher:, pretrain: (recipe_teacher.h)
   dl_recipe_teacher teacher;

@@ -36,7 +36,8 @@ void dl_recipe_student_defaults(dl_recipe *r) {
                                .patch_embed_lr_mult = 0.2f, .clip = 3.0f, .beta1 = 0.9f, .beta2 = 0.999f,
                                .eps = 1e-8f, .freeze_last_layer = 0};
   r->ema = (dl_recipe_ema){.momentum = 0.994, .momentum_end = 1.0};
-  r->checkpoint = (dl_recipe_checkpoint){.every_steps = 0, .every_minutes = 0, .keep = 3};
+  r->checkpoint = (dl_recipe_checkpoint){.every_steps = 0, .every_minutes = 0, .keep = 3, .keep_best = 1,
+                                         .best_metric = DL_EVAL_KNN_TOP1};
   // Negative (or 0 for sizes and the temperature): derived in finish_hires.
   r->hires = (dl_recipe_hires){.steps = 0, .size = 518, .local_size = 0, .lr = -1, .min_lr = -1, .warmup = -1,
                                .weight_decay = -1, .momentum = -1, .momentum_end = -1, .teacher_temp = 0};
@@ -174,7 +175,11 @@ int dl_recipe_parse_checkpoint(const dl_recipe_ctx *c, const char *key, const ya
   if (KEY("every_steps")) return dl_recipe_int(c, "checkpoint.every_steps", v, 0, 1L << 40, &k->every_steps);
   if (KEY("every_minutes")) return dl_recipe_double(c, "checkpoint.every_minutes", v, 0, 1e6, &k->every_minutes);
   if (KEY("keep")) return dl_recipe_int32(c, "checkpoint.keep", v, 1, 100000, &k->keep);
-  return dl_recipe_fail(c, v, "unknown key '%s' in section checkpoint (dir, every_steps, every_minutes, keep)", key);
+  if (KEY("keep_best")) return dl_recipe_int32(c, "checkpoint.keep_best", v, 0, 100000, &k->keep_best);
+  static const char *const kMetrics[] = {"knn_top1", "linear_top1", NULL};
+  if (KEY("best_metric")) return dl_recipe_choice(c, "checkpoint.best_metric", v, kMetrics, &k->best_metric);
+  return dl_recipe_fail(c, v, "unknown key '%s' in section checkpoint (dir, every_steps, every_minutes, keep, "
+                              "keep_best, best_metric)", key);
 }
 
 int dl_recipe_parse_hires(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, dl_recipe *r) {

@@ -47,6 +47,10 @@ int dl_recipe_parse_ema(const dl_recipe_ctx *c, const char *key, const yaml_node
 int dl_recipe_parse_checkpoint(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, dl_recipe *r);
 int dl_recipe_parse_hires(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, dl_recipe *r);
 void dl_recipe_student_defaults(dl_recipe *r);
+// The eval section (recipe_eval.c) and its checks against the others.
+int dl_recipe_parse_eval(const dl_recipe_ctx *c, const char *key, const yaml_node_t *v, dl_recipe *r);
+void dl_recipe_eval_defaults(dl_recipe *r);
+int dl_recipe_eval_finish(const dl_recipe_ctx *c, dl_recipe *r);
 // Cross-key checks after every section was read (model preset, divisibility).
 int dl_recipe_student_finish(const dl_recipe_ctx *c, dl_recipe *r);
 

@@ -98,6 +98,7 @@ static int list_steps(const char *dir, long **steps) {
   return n;
 }
 
+// Training checkpoints beyond the last `keep` (their exports are the catalogue's).
 static void prune(const char *dir, int keep) {
   long *steps;
   int n = list_steps(dir, &steps);
@@ -105,13 +106,11 @@ static void prune(const char *dir, int keep) {
   for (int i = keep; i < n; i++) {
     path_for(path, dir, "ckpt", steps[i]);
     unlink(path);
-    path_for(path, dir, "student-ema", steps[i]);
-    unlink(path);
   }
   free(steps);
 }
 
-int dl_checkpoint_export_ema(const char *path, const dl_trainer *t, dl_err *err) {
+int dl_checkpoint_export_ema(const char *path, const dl_trainer *t, const dl_st_meta *meta, int nmeta, dl_err *err) {
   const dl_optim_module *m = &t->mods[0];
   dl_st_out *o = dl_calloc((size_t)m->layout->count, sizeof *o);
   int n = 0;
@@ -123,9 +122,29 @@ int dl_checkpoint_export_ema(const char *path, const dl_trainer *t, dl_err *err)
     for (int d = 0; d < pe->ndim; d++) o[n].shape[d] = pe->shape[d];
     o[n++].data = m->ema + pe->offset;
   }
-  int rc = dl_st_write_f32(path, o, n, NULL, 0, err);
+  int rc = dl_st_write_f32(path, o, n, meta, nmeta, err);
   free(o);
   return rc;
+}
+
+// What the export is, for its catalogue record (student/export_record.h).
+static int write_export(const char *path, const dl_trainer *t, const dl_checkpoint_info *info, const char *recipe_text,
+                        dl_err *err) {
+  const dl_vit_config *v = &info->vit;
+  char step[32], gsize[16], images[32], arch[160], rhash[32];
+  snprintf(step, sizeof step, "%ld", info->step);
+  snprintf(gsize, sizeof gsize, "%d", info->global_size);
+  snprintf(images, sizeof images, "%ld", info->images_seen);
+  snprintf(arch, sizeof arch, "patch=%d dim=%d depth=%d heads=%d ffn=%s ffn_hidden=%d registers=%d interp=%s", v->patch,
+           v->dim, v->depth, v->heads, v->ffn == DL_FFN_SWIGLU ? "swiglu" : "mlp", v->ffn_hidden, v->registers,
+           v->interp == DL_INTERP_ANTIALIAS ? "antialias" : "legacy");
+  const char *text = recipe_text ? recipe_text : "";
+  snprintf(rhash, sizeof rhash, "%016" PRIx64, dl_xxhash64(text, strlen(text), 0));
+  const dl_st_meta meta[] = {{"format", "distill-student-export-1"}, {"step", step},
+                             {"phase", info->hires ? "hires" : "main"}, {"global_size", gsize},
+                             {"images_seen", images}, {"architecture", arch}, {"recipe_xxh64", rhash},
+                             {"final", info->final ? "1" : "0"}};
+  return dl_checkpoint_export_ema(path, t, meta, (int)(sizeof meta / sizeof meta[0]), err);
 }
 
 int dl_checkpoint_write(const char *dir, const dl_trainer *t, const dl_checkpoint_info *info, const char *recipe_text,
@@ -158,7 +177,7 @@ int dl_checkpoint_write(const char *dir, const dl_trainer *t, const dl_checkpoin
   path_for(path, dir, "ckpt", info->step);
   path_for(export_path, dir, "student-ema", info->step);
   int rc = dl_st_write_f32(path, o, n, meta, (int)(sizeof meta / sizeof meta[0]), err);
-  if (rc == 0) rc = dl_checkpoint_export_ema(export_path, t, err);
+  if (rc == 0) rc = write_export(export_path, t, info, recipe_text, err);
   if (rc == 0) {
     char text[64];
     int len = snprintf(text, sizeof text, "ckpt-%010ld.safetensors\n", info->step);

@@ -29,6 +29,10 @@ typedef struct dl_checkpoint_info {
   dl_vit_config vit;      // the backbone's shape (its position grid changes in the high-resolution phase)
   int global_size;        // global crop size the checkpoint was trained at
   int prototypes;         // target kind
+  // For the export's metadata (student/export_catalog.h reads it back):
+  bool hires;             // written in the high-resolution phase
+  long images_seen;       // step x train.batch
+  bool final;             // the run's last step
 } dl_checkpoint_info;
 
 int dl_checkpoint_write(const char *dir, const dl_trainer *t, const dl_checkpoint_info *info, const char *recipe_text,
@@ -54,7 +58,7 @@ void dl_checkpoint_close(dl_checkpoint *ck);
 int dl_checkpoint_candidates(const char *dir, char ***paths);
 void dl_checkpoint_candidates_free(char **paths, int n);
 
-// The EMA backbone in the official DINOv2 names.
-int dl_checkpoint_export_ema(const char *path, const dl_trainer *t, dl_err *err);
+// The EMA backbone in the official DINOv2 names, with metadata (NULL: none).
+int dl_checkpoint_export_ema(const char *path, const dl_trainer *t, const dl_st_meta *meta, int nmeta, dl_err *err);
 
 #endif

@@ -74,6 +74,28 @@ void dl_student_log_event_value(dl_student_log *l, const char *event, long step,
   if (!l->quiet) fprintf(stderr, "%sstudent event=%s step=%ld %s\n", l->tty ? "\n" : "", event, step, detail);
 }
 
+void dl_student_log_eval(dl_student_log *l, long step, const dl_export_eval *e) {
+  char detail[256];
+  if (e->state == DL_EXPORT_EVAL_DONE) {
+    fprintf(l->jsonl, "{\"event\":\"eval\",\"step\":%ld,\"status\":\"done\",\"knn_top1\":%.2f,\"k\":%d,"
+            "\"temperature\":%.6g,\"train_images\":%d,\"test_images\":%d,\"size\":%d,\"seconds\":%.2f",
+            step, e->knn_top1, e->knn_k, e->knn_temperature, e->train_n, e->test_n, e->size, e->seconds);
+    if (e->has_linear) fprintf(l->jsonl, ",\"linear_top1\":%.2f", e->linear_top1);
+    fprintf(l->jsonl, "}\n");
+    snprintf(detail, sizeof detail, "knn_top1=%.2f (k=%d, %d/%d images, %d px)%s in %.1f s", e->knn_top1, e->knn_k,
+             e->train_n, e->test_n, e->size, e->has_linear ? " and the linear probe" : "", e->seconds);
+  } else {
+    char reason[sizeof e->failure];
+    snprintf(reason, sizeof reason, "%s", e->failure);
+    for (char *p = reason; *p; p++)
+      if (*p == '"' || *p == '\\' || *p < 0x20) *p = ' ';
+    fprintf(l->jsonl, "{\"event\":\"eval\",\"step\":%ld,\"status\":\"failed\",\"reason\":\"%s\"}\n", step, reason);
+    snprintf(detail, sizeof detail, "failed: %s", reason);
+  }
+  fflush(l->jsonl);
+  if (!l->quiet) fprintf(stderr, "%sstudent event=eval step=%ld %s\n", l->tty ? "\n" : "", step, detail);
+}
+
 void dl_student_log_close(dl_student_log *l) {
   if (l->jsonl) fclose(l->jsonl);
   if (l->tty && !l->quiet) fputc('\n', stderr);

@@ -9,6 +9,7 @@
 #include <stdio.h>
 
 #include "model/train_step.h"
+#include "student/export_record.h"
 
 typedef struct dl_student_log {
   FILE *jsonl;
@@ -35,6 +36,9 @@ void dl_student_log_event(dl_student_log *l, const char *event, long step, const
 // "stop" carry ema_hires_share).
 void dl_student_log_event_value(dl_student_log *l, const char *event, long step, const char *key, double value,
                                 const char *detail);
+// An export's evaluation ended: {"event":"eval","step":S,"status":"done",
+// "knn_top1":X,"k":K,...} (or "failed" with the reason).
+void dl_student_log_eval(dl_student_log *l, long step, const dl_export_eval *e);
 void dl_student_log_close(dl_student_log *l);
 
 #endif

@@ -11,6 +11,8 @@
 #include "data/loader.h"
 #include "student/checkpoint.h"
 #include "student/checkpoint_share.h"
+#include "student/export_catalog.h"
+#include "student/export_eval.h"
 #include "student/hires.h"
 #include "student/metrics.h"
 #include "student/metrics_http.h"
@@ -46,6 +48,15 @@ typedef struct run_state {
   double last_ckpt_time;
   char resumed_from[DL_CKPT_PATH_MAX];  // the checkpoint setup restored
   bool refused;                         // a teacher refused this student's stream or protocol: bad input
+  // Rank 0: the catalogue of exports and their evaluation (export_catalog.h, export_eval.h).
+  dl_export_catalog catalog;
+  bool have_catalog;
+  dl_export_evaluator evaluator;
+  bool evaluating;                      // the recipe has an eval section and a binary to run it
+  const dl_export_record *last_eval;    // the latest finished evaluation, for the Prometheus endpoint
+  dl_export_record last_eval_copy;
+  dl_step_report last_report;
+  double last_images_per_s;
 } run_state;
 
 static uint64_t group_blocks(const run_state *s, long steps) {
@@ -153,17 +164,94 @@ static int start_stream(run_state *s, dl_err *err) {
   return 0;
 }
 
+static void publish(run_state *s, const dl_step_report *r, double images_per_s);
+
 static int write_checkpoint(run_state *s, dl_err *err) {
   if (s->o->rank != 0 || s->t.step == s->last_ckpt_step) return 0;
   if (s->backend && s->o->backend->sync(s->backend, &s->t, err)) return -1;
   dl_checkpoint_info info = {.step = s->t.step, .cursor = group_blocks(s, s->t.step), .vit = s->vit.cfg,
-                             .global_size = s->global_size, .prototypes = s->r->train.prototypes};
+                             .global_size = s->global_size, .prototypes = s->r->train.prototypes,
+                             .hires = s->hires, .images_seen = s->t.step * (long)s->r->train.batch,
+                             .final = s->t.step >= dl_student_total_steps(s->r)};
   char path[DL_CKPT_PATH_MAX];
   if (dl_checkpoint_write(s->ckpt_dir, &s->t, &info, s->o->recipe_text, s->r->checkpoint.keep, path, err))
     return -1;
   s->last_ckpt_step = s->t.step;
   s->last_ckpt_time = dl_now_seconds();
   dl_student_log_event(&s->log, "checkpoint", s->t.step, path);
+  if (s->have_catalog && dl_export_catalog_add(&s->catalog, s->t.step, NULL, err)) return -1;
+  return 0;
+}
+
+// Rank 0, between steps: collects a finished evaluation (recorded, logged,
+// published; retention may now keep or drop exports) and starts the next
+// pending one. Never waits: the evaluation is another process.
+static int poll_evaluation(run_state *s, dl_err *err) {
+  if (!s->evaluating) return 0;
+  dl_export_evaluator *ev = &s->evaluator;
+  if (dl_export_evaluator_poll(ev, false) == 1) {
+    if (dl_export_catalog_set_eval(&s->catalog, ev->step, &ev->result, err)) return -1;
+    dl_student_log_eval(&s->log, ev->step, &ev->result);
+    if (ev->result.state == DL_EXPORT_EVAL_DONE) {
+      s->last_eval_copy = (dl_export_record){.step = ev->step, .eval = ev->result};
+      s->last_eval = &s->last_eval_copy;
+    }
+    publish(s, &s->last_report, s->last_images_per_s);
+  }
+  dl_export_record *next = dl_export_evaluator_busy(ev) ? NULL : dl_export_catalog_next_pending(&s->catalog);
+  if (!next) return 0;
+  char path[DL_CKPT_PATH_MAX + 100];
+  snprintf(path, sizeof path, "%s/%s", s->ckpt_dir, next->file);
+  const long step = next->step;
+  if (dl_export_evaluator_start(ev, path, step, err) || dl_export_catalog_started(&s->catalog, step, err)) return -1;
+  char detail[64];
+  snprintf(detail, sizeof detail, "pid=%ld", (long)ev->pid);
+  dl_student_log_event_value(&s->log, "eval_start", step, "pid", (double)ev->pid, detail);
+  return 0;
+}
+
+// At the end of a run: the evaluations still pending (the final export's
+// at least), polled so that SIGTERM still stops the wait.
+static int finish_evaluations(run_state *s, dl_err *err) {
+  if (!s->evaluating) return 0;
+  const int pending = dl_export_catalog_pending_count(&s->catalog);
+  if (pending) {
+    char detail[64];
+    snprintf(detail, sizeof detail, "waiting for %d evaluation%s", pending, pending == 1 ? "" : "s");
+    dl_student_log_event(&s->log, "eval_wait", s->t.step, detail);
+  }
+  while (dl_export_catalog_pending_count(&s->catalog) > 0 && !*s->o->stop) {
+    if (poll_evaluation(s, err)) return -1;
+    usleep(50 * 1000);
+  }
+  return 0;
+}
+
+// Rank 0: the catalogue (index.json rebuilt when it is not what the files
+// say) and, with an eval section, the evaluator.
+static int open_catalog(run_state *s, dl_err *err) {
+  if (s->o->rank != 0) return 0;
+  if (dl_export_catalog_open(&s->catalog, s->ckpt_dir, s->o->group ? s->o->group : "student", s->r,
+                             dl_student_total_steps(s->r), err))
+    return -1;
+  s->have_catalog = true;
+  if (s->catalog.rebuilt[0]) dl_student_log_event(&s->log, "index", s->t.step, s->catalog.rebuilt);
+  if (!s->r->eval.present) return 0;
+  if (!s->o->eval_exe) return dl_fail(err, "the recipe's eval section needs the distill binary to run evaluations");
+  // Bad eval data is bad input: refused now, not in every evaluation.
+  const char *const sets[2][2] = {{"eval.train", s->r->eval.train}, {"eval.test", s->r->eval.test}};
+  for (int i = 0; i < 2; i++) {
+    dl_dataset *ds;
+    if (dl_dataset_open(sets[i][1], &ds, err)) return dl_fail_prefix(err, sets[i][0]);
+    const int classes = dl_dataset_num_classes(ds);
+    dl_dataset_close(ds);
+    if (classes <= 0) return dl_fail(err, "%s: %s has no labels (k-NN needs labelled images)", sets[i][0], sets[i][1]);
+  }
+  char dir[1200];
+  snprintf(dir, sizeof dir, "%s/eval", s->o->out_dir);
+  if (make_dir(dir, err)) return -1;
+  dl_export_evaluator_init(&s->evaluator, s->o->eval_exe, &s->r->eval, dir);
+  s->evaluating = true;
   return 0;
 }
 
@@ -283,7 +371,7 @@ static int setup(run_state *s, dl_err *err) {
     if (init_trainer(s, r->model.seed, err)) return -1;
   }
   s->last_ckpt_time = dl_now_seconds();
-  return 0;
+  return open_catalog(s, err);
 }
 
 static void stop_backend(run_state *s) {
@@ -385,6 +473,17 @@ static void publish(run_state *s, const dl_step_report *r, double images_per_s) 
     else
       n += (size_t)snprintf(text + n, sizeof text - n, "%s{%s} %.9g\n", rows[i].name, labels, rows[i].value);
   }
+  if (s->last_eval && n < sizeof text) {  // the latest evaluated export, by family
+    const dl_export_eval *e = &s->last_eval->eval;
+    n += (size_t)snprintf(text + n, sizeof text - n,
+                          "# TYPE distill_eval_knn_top1 gauge\ndistill_eval_knn_top1{family=\"%s\",k=\"%d\"} %.9g\n"
+                          "# TYPE distill_eval_step gauge\ndistill_eval_step{family=\"%s\"} %ld\n",
+                          s->o->group, e->knn_k, e->knn_top1, s->o->group, s->last_eval->step);
+    if (e->has_linear && n < sizeof text)
+      n += (size_t)snprintf(text + n, sizeof text - n,
+                            "# TYPE distill_eval_linear_top1 gauge\ndistill_eval_linear_top1{family=\"%s\"} %.9g\n",
+                            s->o->group, e->linear_top1);
+  }
   dl_metrics_http_publish(s->http, text);
 }
 
@@ -420,7 +519,9 @@ static int train_step(run_state *s, dl_err *err) {
   const dl_student_metrics after = dl_student_client_metrics(s->client);
   dl_student_log_step(&s->log, s->t.step - 1, s->global_size, &rep, seconds, s->r->train.batch,
                       after.wait_seconds - before.wait_seconds, after.held_seconds - before.held_seconds);
-  publish(s, &rep, seconds > 0 ? s->r->train.batch / seconds : 0.0);
+  s->last_report = rep;
+  s->last_images_per_s = seconds > 0 ? s->r->train.batch / seconds : 0.0;
+  publish(s, &rep, s->last_images_per_s);
   return 1;
 }
 
@@ -457,13 +558,14 @@ static int train(run_state *s, dl_err *err) {
     if (s->o->world > 1) dl_reduce_all(&s->o->reduce, &stop, 1, DL_REDUCE_MAX);
     if (rc == 0 || stop > 0.0f) {
       log_ema_share(s, "stop", "signal: checkpoint and leave");
-      return write_checkpoint(s, err);
+      return write_checkpoint(s, err);  // a running evaluation is ended by dl_student_run; its export stays pending
     }
     if (checkpoint_due(s) && write_checkpoint(s, err)) return -1;
+    if (poll_evaluation(s, err)) return -1;
     if (s->t.step == s->phase_end) stop_stream(s);
   }
   if (s->o->rank == 0) log_ema_share(s, "export", NULL);
-  return 0;
+  return finish_evaluations(s, err);
 }
 
 int dl_student_run(const dl_student_options *o, dl_err *err) {
@@ -491,6 +593,8 @@ int dl_student_run(const dl_student_options *o, dl_err *err) {
     dl_student_log_event(&s.log, "targets", s.t.step, detail);
   }
   stop_backend(&s);
+  if (s.evaluating) dl_export_evaluator_kill(&s.evaluator);
+  if (s.have_catalog) dl_export_catalog_close(&s.catalog);
   dl_step_batch_free(&s.batch);
   if (s.have_trainer) dl_trainer_free(&s.t), dl_vit_free(&s.vit);
   if (s.have_heads) dl_head_free(&s.teacher_heads[0]), dl_head_free(&s.teacher_heads[1]);

@@ -49,6 +49,7 @@ typedef struct dl_student_options {
   bool quiet;
   volatile sig_atomic_t *stop;    // set by SIGTERM/SIGINT: checkpoint and leave
   const dl_step_backend *backend; // NULL: the CPU step
+  const char *eval_exe;           // the distill binary that evaluates exports (the recipe's eval section); NULL: none
 } dl_student_options;
 
 // Returns 0 when training finished or stopped cleanly, 2 on bad input (the

@@ -32,6 +32,8 @@ echo '{"event":"checkpoint","step":2}' >> "$out/features/metrics.jsonl"
   echo '{"step":48,"resolution":56,"loss":2.5,"seconds":1.0,"images_per_s":32.00,"total_steps":60}'
   echo '{"event":"hires","step":49}'
   echo '{"step":49,"resolution":84,"loss":2.125,"seconds":2.0,"images_per_s":16.00,"total_steps":60}'
+  echo '{"event":"eval","step":40,"status":"done","knn_top1":71.25,"k":20}'
+  echo '{"event":"eval","step":48,"status":"failed","reason":"distill knn: killed by signal 9"}'
   printf '{"step":50,"resolution":84,"lo'
 } > "$out/prototypes/metrics.jsonl"
 # The teacher: 150 computed, 120 unique; 50 blocks in the last 10 s.
@@ -46,14 +48,14 @@ echo "$block"
 expect "$block" '^teacher +5\.0 blocks/s +computed 150 / unique 120 \(1\.25x\)$' "teacher line"
 expect "$block" '^features +step +3/100 +56 px +loss 1\.2500 +64\.0 img/s +ETA 0m49s$' "features line"
 # (1 + 2 s) / 2 steps = 1.5 s a step, 10 left; 64 images in 3 s.
-expect "$block" '^prototypes +step +50/60 +hires 84 px +loss 2\.1250 +21\.3 img/s +ETA 0m15s$' "prototypes line"
+expect "$block" '^prototypes +step +50/60 +hires 84 px +loss 2\.1250 +21\.3 img/s +ETA 0m15s +k-NN 71\.25 \(step 40\)$' "prototypes line"
 [[ $(wc -l <<< "$block") == 3 ]] || fail "3 lines expected"
-ok "terminal block: teacher 5.0 blocks/s and computed/unique, step/total, phase (56 px, hires 84 px), loss, img/s, ETA; the half line ignored"
+ok "terminal block: teacher 5.0 blocks/s and computed/unique, step/total, phase (56 px, hires 84 px), loss, img/s, ETA, the latest evaluated export's k-NN (a failed evaluation not shown); the half line ignored"
 
 line=$("$status" --lines --groups features,prototypes,late "$out")
 echo "$line"
 [[ $(wc -l <<< "$line") == 1 ]] || fail "one line expected"
-expect "$line" '^status: teacher 5\.0 blocks/s .*\| features step 3/100 56 px loss 1\.2500 64\.0 img/s ETA 0m49s \| prototypes step 50/60 hires 84 px .*ETA 0m15s \| late waiting$' "line mode"
+expect "$line" '^status: teacher 5\.0 blocks/s .*\| features step 3/100 56 px loss 1\.2500 64\.0 img/s ETA 0m49s \| prototypes step 50/60 hires 84 px .*ETA 0m15s k-NN 71\.25 \(step 40\) \| late waiting$' "line mode"
 ok "line mode: one line, groups in --groups order, a group without a file 'waiting'"
 
 # Without the JSON lines, computed/unique from teacher.log (no clock there: blocks/s '?').

@@ -544,7 +544,7 @@ minutes)
   student 15622 "$out" --quiet || fail "exit $?"
   n=$(grep -c '"event":"checkpoint"' "$out/metrics.jsonl")
   kept=$(ls "$out/checkpoints" | grep -c '^ckpt-')
-  exports=$(ls "$out/checkpoints" | grep -c '^student-ema-')
+  exports=$(ls "$out/checkpoints" | grep -c '^student-ema-[0-9]*\.safetensors$')
   [ "$n" -ge 3 ] && [ "$kept" = 2 ] && [ "$exports" = 2 ] && grep -q ckpt-0000000040 "$out/checkpoints/latest" \
     && ok "$n checkpoints by time (steps $(grep -o '"event":"checkpoint","step":[0-9]*' "$out/metrics.jsonl" | grep -o '[0-9]*$' | tr '\n' ' ')), 2 kept with their exports, latest = step 40" \
     || fail "$n checkpoints, $kept kept, $exports exports"

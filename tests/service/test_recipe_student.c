@@ -73,6 +73,16 @@ static void check_refusals(void) {
       {"hires:\n  lrr: 1\n", "r.yaml:10: unknown key 'lrr' in section hires (steps, size, local_size, lr, min_lr"},
       {"checkpoint:\n  keep: 0\n", "r.yaml:10: checkpoint.keep: expected an integer in [1, 100000], got '0'"},
       {"train2:\n  x: 1\n", "r.yaml:9: unknown section 'train2'"},
+      {"eval:\n  test: idx:/t\n", "r.yaml: eval needs train (the labelled set k-NN votes from) and test"},
+      {"eval:\n  train: idx:/a\n  test: idx:/t\n  size: 50\n", "r.yaml: eval.size 50 is not a multiple of model.patch 14"},
+      {"eval:\n  knn_k: 0\n", "r.yaml:10: eval.knn_k: expected an integer in [1, 100], got '0'"},
+      {"eval:\n  linear: maybe\n", "r.yaml:10: eval.linear:"},
+      {"eval:\n  every_exports: 0\n", "r.yaml:10: eval.every_exports: expected an integer in [1, "},
+      {"eval:\n  knn: 20\n", "r.yaml:10: unknown key 'knn' in section eval (train, test, limit_train"},
+      {"eval:\n  train: idx:/a\n  test: idx:/t\n  limit_train: 5\n", "r.yaml: eval.limit_train 5 is below eval.knn_k 20"},
+      {"checkpoint:\n  best_metric: linear_top1\n", "r.yaml: checkpoint.best_metric linear_top1 needs an eval section"},
+      {"checkpoint:\n  best_metric: loss\n", "r.yaml:10: checkpoint.best_metric: expected one of knn_top1, linear_top1"},
+      {"checkpoint:\n  keep_best: -1\n", "r.yaml:10: checkpoint.keep_best: expected an integer in [0, 100000]"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     char text[1024];
