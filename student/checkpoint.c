@@ -67,27 +67,28 @@ static void path_for(char *out, const char *dir, const char *prefix, long step) 
   snprintf(out, DL_CKPT_PATH_MAX, "%s/%s-%010ld.safetensors", dir, prefix, step);
 }
 
-static long step_of(const char *name, const char *prefix) {
+static long step_of_file(const char *name, const char *prefix, const char *suffix) {
   const size_t lp = strlen(prefix);
-  if (strncmp(name, prefix, lp) != 0 || name[lp] != '-') return -1;
+  if (strncmp(name, prefix, lp) != 0 || name[lp] != '-' || name[lp + 1] < '0' || name[lp + 1] > '9') return -1;
   char *end;
   long s = strtol(name + lp + 1, &end, 10);
-  return strcmp(end, ".safetensors") == 0 && s >= 0 ? s : -1;
+  return strcmp(end, suffix) == 0 && s >= 0 ? s : -1;
 }
+
+static long step_of(const char *name, const char *prefix) { return step_of_file(name, prefix, ".safetensors"); }
 
 static int cmp_desc(const void *a, const void *b) {
   long x = *(const long *)a, y = *(const long *)b;
   return x < y ? 1 : x > y ? -1 : 0;
 }
 
-// Steps of the checkpoints in dir, newest first.
-static int list_steps(const char *dir, long **steps) {
+int dl_checkpoint_list_steps(const char *dir, const char *prefix, const char *suffix, long **steps) {
   DIR *d = opendir(dir);
   int n = 0, cap = 16;
   *steps = dl_malloc((size_t)cap * sizeof(long));
   if (!d) return 0;
   for (struct dirent *e; (e = readdir(d));) {
-    long s = step_of(e->d_name, "ckpt");
+    long s = step_of_file(e->d_name, prefix, suffix);
     if (s < 0) continue;
     if (n == cap) *steps = realloc(*steps, (size_t)(cap *= 2) * sizeof(long));
     if (!*steps) abort();
@@ -97,6 +98,9 @@ static int list_steps(const char *dir, long **steps) {
   qsort(*steps, (size_t)n, sizeof(long), cmp_desc);
   return n;
 }
+
+// Steps of the checkpoints in dir, newest first.
+static int list_steps(const char *dir, long **steps) { return dl_checkpoint_list_steps(dir, "ckpt", ".safetensors", steps); }
 
 // Training checkpoints beyond the last `keep` (their exports are the catalogue's).
 static void prune(const char *dir, int keep) {

@@ -58,6 +58,10 @@ void dl_checkpoint_close(dl_checkpoint *ck);
 int dl_checkpoint_candidates(const char *dir, char ***paths);
 void dl_checkpoint_candidates_free(char **paths, int n);
 
+// Steps of the files PREFIX-STEP SUFFIX in dir (e.g. "ckpt", ".safetensors";
+// "student-ema", ".record"), newest first; *steps malloc'd (also when 0).
+int dl_checkpoint_list_steps(const char *dir, const char *prefix, const char *suffix, long **steps);
+
 // The EMA backbone in the official DINOv2 names, with metadata (NULL: none).
 int dl_checkpoint_export_ema(const char *path, const dl_trainer *t, const dl_st_meta *meta, int nmeta, dl_err *err);
 

@@ -1,6 +1,5 @@
 #include "student/export_catalog.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,23 +9,19 @@
 #include "common/file_io.h"
 #include "common/sha256.h"
 #include "model/safetensors.h"
+#include "student/checkpoint.h"
 
 #define INDEX_FORMAT "distill-export-index-1"
 #define PATH_CAP 1400
 
 static const char *const kMetricNames[] = {"knn_top1", "linear_top1"};
 
+static int render_index(const dl_export_catalog *c, char **text, size_t *len, dl_err *err);
+
 double dl_export_metric(const dl_export_record *r, int metric) {
   if (r->eval.state != DL_EXPORT_EVAL_DONE) return -1;
   if (metric == DL_EVAL_LINEAR_TOP1) return r->eval.has_linear ? r->eval.linear_top1 : -1;
   return r->eval.knn_top1;
-}
-
-static long export_step(const char *name) {
-  if (strncmp(name, "student-ema-", 12) != 0 || name[12] < '0' || name[12] > '9') return -1;
-  char *end;
-  long s = strtol(name + 12, &end, 10);
-  return strcmp(end, ".safetensors") == 0 && s >= 0 ? s : -1;
 }
 
 static dl_export_record *find(dl_export_catalog *c, long step) {
@@ -86,42 +81,17 @@ static int record_from_export(const dl_export_catalog *c, long step, dl_export_r
   return dl_sha256_file(path, r->sha256, &r->size, err);
 }
 
-// Exports in the folder (their steps, ascending).
-static int list_exports(const char *dir, long **steps, dl_err *err) {
-  DIR *d = opendir(dir);
-  if (!d) return dl_fail(err, "%s: cannot read the folder", dir);
-  int n = 0, cap = 16;
-  *steps = malloc((size_t)cap * sizeof **steps);
-  for (struct dirent *e; (e = readdir(d));) {
-    const long s = export_step(e->d_name);
-    if (s < 0) continue;
-    if (n == cap) *steps = realloc(*steps, (size_t)(cap *= 2) * sizeof **steps);
-    if (!*steps) abort();
-    (*steps)[n++] = s;
-  }
-  closedir(d);
-  for (int i = 1; i < n; i++)
-    for (int j = i; j > 0 && (*steps)[j - 1] > (*steps)[j]; j--) {
-      long t = (*steps)[j];
-      (*steps)[j] = (*steps)[j - 1], (*steps)[j - 1] = t;
-    }
-  return n;
-}
-
 // Record files whose export is gone (removed by hand, or a crash between the two unlinks).
-static void remove_orphan_records(const dl_export_catalog *c) {
-  DIR *d = opendir(c->dir);
-  if (!d) return;
-  for (struct dirent *e; (e = readdir(d));) {
-    char *end;
-    if (strncmp(e->d_name, "student-ema-", 12) != 0) continue;
-    long s = strtol(e->d_name + 12, &end, 10);
-    if (end == e->d_name + 12 || strcmp(end, ".record") != 0 || find((dl_export_catalog *)c, s)) continue;
+static void remove_orphan_records(dl_export_catalog *c) {
+  long *steps;
+  const int n = dl_checkpoint_list_steps(c->dir, "student-ema", ".record", &steps);
+  for (int i = 0; i < n; i++) {
+    if (find(c, steps[i])) continue;
     char path[PATH_CAP];
-    snprintf(path, sizeof path, "%s/%s", c->dir, e->d_name);
+    dl_export_record_path(path, sizeof path, c->dir, steps[i]);
     unlink(path);
   }
-  closedir(d);
+  free(steps);
 }
 
 static bool file_size_is(const char *path, uint64_t size) {
@@ -158,11 +128,10 @@ int dl_export_catalog_open(dl_export_catalog *c, const char *dir, const char *fa
     if (*p < 0x20 || *p > 0x7e || *p == '"' || *p == '\\') *p = '_';
   c->recipe = recipe;
   c->total_steps = total_steps;
-  long *steps = NULL;
-  const int n = list_exports(dir, &steps, err);
-  if (n < 0) return -1;
+  long *steps;  // newest first
+  const int n = dl_checkpoint_list_steps(dir, "student-ema", ".safetensors", &steps);
   int rebuilt = 0, rc = 0;
-  for (int i = 0; i < n && rc == 0; i++) {
+  for (int i = n - 1; i >= 0 && rc == 0; i--) {
     rc = load_one(c, steps[i], &rebuilt, err);
     if (rc) {  // an unreadable export: say so and leave it out of the index
       fprintf(stderr, "distill: student: %s; not in the index\n", err->msg);
@@ -173,23 +142,22 @@ int dl_export_catalog_open(dl_export_catalog *c, const char *dir, const char *fa
   remove_orphan_records(c);
   for (int i = c->n - 1; i >= 0 && c->recs[i].eval.state == DL_EXPORT_EVAL_NONE; i--) c->since_scheduled++;
   // Is index.json what the records say? If not, it is replaced (and the log says why).
-  char ipath[PATH_CAP];
+  char ipath[PATH_CAP], *text;
+  size_t len;
   snprintf(ipath, sizeof ipath, "%s/index.json", dir);
-  dl_mapped_file before = {0};
+  if (render_index(c, &text, &len, err)) return -1;
+  dl_mapped_file before;
   const bool had = dl_map_file(ipath, &before, err) == 0;
-  if (dl_export_catalog_write_index(c, err)) {
-    if (had) dl_unmap_file(&before);
-    return -1;
-  }
-  dl_mapped_file after;
-  if (dl_map_file(ipath, &after, err)) return had ? (dl_unmap_file(&before), -1) : -1;
-  const bool same = had && before.size == after.size && memcmp(before.data, after.data, after.size) == 0;
-  if (!same)
+  const bool same = had && before.size == len && memcmp(before.data, text, len) == 0;
+  if (had) dl_unmap_file(&before);
+  if (!same) {
     snprintf(c->rebuilt, sizeof c->rebuilt, "index.json %s: rebuilt from %d exports (%d records rebuilt from the files)",
              !had ? "missing" : "corrupt or stale", c->n, rebuilt);
-  if (had) dl_unmap_file(&before);
-  dl_unmap_file(&after);
-  return 0;
+    dl_chunk chunk = {text, len};
+    rc = dl_write_file_atomic(ipath, &chunk, 1, err);
+  }
+  free(text);
+  return rc;
 }
 
 void dl_export_catalog_close(dl_export_catalog *c) {
@@ -316,10 +284,10 @@ int dl_export_catalog_retain(dl_export_catalog *c, dl_err *err) {
   return dl_export_catalog_write_index(c, err);
 }
 
-int dl_export_catalog_write_index(dl_export_catalog *c, dl_err *err) {
-  char *text = NULL;
-  size_t len = 0;
-  FILE *f = open_memstream(&text, &len);
+static int render_index(const dl_export_catalog *c, char **text, size_t *len, dl_err *err) {
+  *text = NULL;
+  *len = 0;
+  FILE *f = open_memstream(text, len);
   if (!f) return dl_fail(err, "cannot render the index");
   const dl_recipe_checkpoint *k = &c->recipe->checkpoint;
   const dl_export_record *best = dl_export_catalog_best(c);
@@ -338,6 +306,13 @@ int dl_export_catalog_write_index(dl_export_catalog *c, dl_err *err) {
   }
   fprintf(f, "  ]\n}\n");
   fclose(f);
+  return 0;
+}
+
+int dl_export_catalog_write_index(dl_export_catalog *c, dl_err *err) {
+  char *text;
+  size_t len;
+  if (render_index(c, &text, &len, err)) return -1;
   char path[PATH_CAP];
   snprintf(path, sizeof path, "%s/index.json", c->dir);
   dl_chunk chunk = {text, len};
