@@ -57,6 +57,7 @@ int main(int argc, char **argv) {
   dl_train_batch b = {gimg, limg, tcls, tpatch};
   dl_step_report r;
   double *times = malloc((size_t)repeats * sizeof(double));
+  double *phases = malloc((size_t)repeats * DL_STEP_PHASES * sizeof(double));
   for (int i = -1; i < repeats; i++) {  // one warm-up step
     double t0 = dl_now_seconds();
     if (dl_trainer_step(&t, &b, &r, &err)) {
@@ -67,10 +68,21 @@ int main(int argc, char **argv) {
     printf("distill step %d: %.3f s  loss %.4f (dino %.4f ibot %.4f koleo %.4f)\n", i + 1, dt, r.total, r.dino,
            r.ibot, r.koleo);
     fflush(stdout);
-    if (i >= 0) times[i] = dt;
+    if (i < 0) continue;
+    times[i] = dt;
+    for (int p = 0; p < DL_STEP_PHASES; p++) phases[(size_t)p * repeats + i] = r.phase_s[p];
   }
+  // Where the step's time goes (the trainer's own phase clocks), each the
+  // median over the repeats: a slow phase shows here before it moves the ratio.
+  printf("distill phases (median s):");
+  for (int p = 0; p < DL_STEP_PHASES; p++) {
+    qsort(phases + (size_t)p * repeats, (size_t)repeats, sizeof(double), cmp_double);
+    printf(" %s %.3f", dl_step_phase_names[p], phases[(size_t)p * repeats + repeats / 2]);
+  }
+  printf("\n");
   qsort(times, (size_t)repeats, sizeof(double), cmp_double);
   printf("distill_step_s=%.4f\n", times[repeats / 2]);
+  free(phases);
   free(times); free(gimg); free(limg); free(tcls); free(tpatch);
   dl_trainer_free(&t);
   dl_head_free(&tdino);

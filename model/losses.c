@@ -2,8 +2,11 @@
 
 #include <float.h>
 #include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/err.h"
 #include "model/cpu/fast_math.h"
 
 void dl_reduce_all(const dl_reduce *r, float *data, size_t n, dl_reduce_op op) {
@@ -15,18 +18,22 @@ dl_loss_weights dl_loss_weights_default(void) {
                            .feat_l1 = 0.1f};
 }
 
-// out[j] = sum over rows of x[r, j]: each thread owns a block of columns and
-// walks the rows (contiguous within the block).
-static void column_sums(float *out, const float *x, int rows, int cols) {
-  const int blk = 256, nblk = (cols + blk - 1) / blk;
+// The column passes split the columns into blocks that the threads share out;
+// each block walks every row, so a column's sum is taken in row order
+// whatever the thread count (the same targets on 1 or 16 threads).
+#define COL_BLOCK 2048
+
+// out[j] = sum over rows of x[r, j] (times scale[r] when scale is set).
+static void column_sums(float *out, const float *x, const float *scale, int rows, int cols) {
+  const int nblk = (cols + COL_BLOCK - 1) / COL_BLOCK;
 #pragma omp parallel for schedule(static)
   for (int bi = 0; bi < nblk; bi++) {
-    const int j0 = bi * blk, j1 = j0 + blk < cols ? j0 + blk : cols;
+    const int j0 = bi * COL_BLOCK, j1 = j0 + COL_BLOCK < cols ? j0 + COL_BLOCK : cols;
     for (int j = j0; j < j1; j++) out[j] = 0.0f;
     for (int r = 0; r < rows; r++) {
-      const float *xr = x + (size_t)r * cols;
+      const float *xr = x + (size_t)r * cols, f = scale ? scale[r] : 1.0f;
 #pragma omp simd
-      for (int j = j0; j < j1; j++) out[j] += xr[j];
+      for (int j = j0; j < j1; j++) out[j] += xr[j] * f;
     }
   }
 }
@@ -57,46 +64,92 @@ static void sk_underflowed_row(float *qr, const float *lr, const float *cols, in
   }
 }
 
+// q = exp(logits / temp - mx) and cols[j] = the sum of column j, in one
+// column-blocked pass (q may be logits).
+static void sk_exp_pass(float *q, const float *logits, int b, int k, float temp, float mx, float *cols) {
+  const int nblk = (k + COL_BLOCK - 1) / COL_BLOCK;
+#pragma omp parallel for schedule(static)
+  for (int bi = 0; bi < nblk; bi++) {
+    const int j0 = bi * COL_BLOCK, j1 = j0 + COL_BLOCK < k ? j0 + COL_BLOCK : k;
+    for (int j = j0; j < j1; j++) cols[j] = 0.0f;
+    for (int r = 0; r < b; r++) {
+      const float *lr = logits + (size_t)r * k;
+      float *qr = q + (size_t)r * k;
+#pragma omp simd
+      for (int j = j0; j < j1; j++) {
+        qr[j] = dl_fast_expf_subnormal(lr[j] / temp - mx);
+        cols[j] += qr[j];
+      }
+    }
+  }
+}
+
+// One sample's step. The row's values are its stored ones times `scale`
+// (the previous step's normalization, applied lazily: one pass over the
+// 65536-wide rows fewer per step). They are divided by each prototype's
+// column sum and by K and stored; the return value is the new scale, 1 / (s B)
+// for the row's sum s, so that the row holds 1 / B in all. With `last`, the
+// final targets (times B: 1 per row) are stored instead and 1 is returned.
+// Every loop is a SIMD loop; a prototype whose every exp underflowed keeps 0
+// through a selected denominator of 1, not a branch.
+static float sk_row_step(float *qr, const float *lr, const float *cols, int k, float temp, float B, float scale,
+                         bool last) {
+  float row_max = 0.0f, s = 0.0f;
+#pragma omp simd reduction(max : row_max) reduction(+ : s)
+  for (int j = 0; j < k; j++) {
+    const float x = qr[j] * scale, c = cols[j] > 0.0f ? cols[j] : 1.0f;
+    row_max = x > row_max ? x : row_max;
+    qr[j] = cols[j] > 0.0f ? x / c / (float)k : 0.0f;
+    s += qr[j];
+  }
+  // A sample some 70 * temp or more below the group's maximum.
+  if (row_max < SK_ROW_FLOOR || s < FLT_MIN) {
+    sk_underflowed_row(qr, lr, cols, k, temp, B);
+    if (!last) return 1.0f;
+#pragma omp simd
+    for (int j = 0; j < k; j++) qr[j] *= B;
+    return 1.0f;
+  }
+  if (!last) return 1.0f / s / B;
+#pragma omp simd
+  for (int j = 0; j < k; j++) qr[j] = qr[j] / s;  // (q / s / B) * B; the row is still in cache
+  return 1.0f;
+}
+
 void dl_sinkhorn_knopp(float *q, const float *logits, int b, int k, float temp, int iters,
                        const dl_reduce *red, float *scratch) {
   const size_t n = (size_t)b * k;
   float mx = logits[0] / temp;
+#pragma omp parallel for simd reduction(max : mx) schedule(static)
   for (size_t i = 1; i < n; i++) mx = logits[i] / temp > mx ? logits[i] / temp : mx;
   dl_reduce_all(red, &mx, 1, DL_REDUCE_MAX);
+  float *cols = scratch, *scale = dl_aligned_alloc((size_t)(b ? b : 1) * sizeof(float));
+  sk_exp_pass(q, logits, b, k, temp, mx, cols);
   double total = 0.0;
-#pragma omp parallel for simd reduction(+ : total) schedule(static)
-  for (size_t i = 0; i < n; i++) {
-    q[i] = expf(logits[i] / temp - mx);
-    total += q[i];
-  }
+  for (int j = 0; j < k; j++) total += cols[j];
   float counts[2] = {(float)total, (float)b};
   dl_reduce_all(red, counts, 2, DL_REDUCE_SUM);
   const float sum_q = counts[0], B = counts[1];
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < n; i++) q[i] /= sum_q;
+  // Normalized to total 1 lazily: every row's scale, and the column sums.
+  for (int r = 0; r < b; r++) scale[r] = 1.0f / sum_q;
+  for (int j = 0; j < k; j++) cols[j] /= sum_q;
   for (int it = 0; it < iters; it++) {
     // Per prototype: the sum over every rank's samples.
-    column_sums(scratch, q, b, k);
-    dl_reduce_all(red, scratch, (size_t)k, DL_REDUCE_SUM);
+    if (it > 0) column_sums(cols, q, scale, b, k);
+    dl_reduce_all(red, cols, (size_t)k, DL_REDUCE_SUM);
+    const bool last = it + 1 == iters;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < b; r++)
+      scale[r] = sk_row_step(q + (size_t)r * k, logits + (size_t)r * k, cols, k, temp, B, scale[r], last);
+  }
+  if (iters == 0) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < b; r++) {
       float *qr = q + (size_t)r * k;
-      float row_max = 0.0f;
-      for (int j = 0; j < k; j++) row_max = qr[j] > row_max ? qr[j] : row_max;
-      // A prototype whose every exp underflowed keeps 0 (not 0 / 0).
-      for (int j = 0; j < k; j++) qr[j] = scratch[j] > 0.0f ? qr[j] / scratch[j] / (float)k : 0.0f;
-      // Per sample: a local sum.
-      float s = 0.0f;
-      for (int j = 0; j < k; j++) s += qr[j];
-      // A sample some 70 * temp or more below the group's maximum.
-      if (row_max < SK_ROW_FLOOR || s < FLT_MIN)
-        sk_underflowed_row(qr, logits + (size_t)r * k, scratch, k, temp, B);
-      else
-        for (int j = 0; j < k; j++) qr[j] = qr[j] / s / B;
+      for (int j = 0; j < k; j++) qr[j] = qr[j] * scale[r] * B;
     }
   }
-#pragma omp parallel for simd schedule(static)
-  for (size_t i = 0; i < n; i++) q[i] *= B;
+  free(scale);
 }
 
 static void softmax_row(float *out, const float *in, int k, float inv_t) {
@@ -124,7 +177,7 @@ void dl_softmax_center(float *probs, const float *logits, const float *center, i
 
 void dl_center_update(float *center, const float *logits, int b, int k, float momentum, const dl_reduce *red,
                       float *scratch) {
-  column_sums(scratch, logits, b, k);
+  column_sums(scratch, logits, NULL, b, k);
   scratch[k] = (float)b;
   dl_reduce_all(red, scratch, (size_t)k + 1, DL_REDUCE_SUM);
   for (int j = 0; j < k; j++) center[j] = center[j] * momentum + scratch[j] / scratch[k] * (1.0f - momentum);

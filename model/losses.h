@@ -41,7 +41,10 @@ dl_loss_weights dl_loss_weights_default(void);
 // A sample lying so far below the maximum (some 70 * temp) that its shifted
 // exps underflow or turn subnormal has its first row step recomputed from its
 // own logits (the shift cancels there), so it stays finite and equals the
-// official result.
+// official result. Each row's division by its sum is applied lazily (as a
+// factor the next pass uses), and the column sums are taken in row order in
+// column blocks: three passes over q per round, and the same targets
+// whatever the thread count.
 void dl_sinkhorn_knopp(float *q, const float *logits, int b, int k, float temp, int iters,
                        const dl_reduce *red, float *scratch);
 // softmax((logits - center) / temp) per row.

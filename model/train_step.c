@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/timing.h"
 #include "model/step_parts.h"
 
 static dl_crop_shape crop_shape(const dl_train_config *c) {
@@ -135,8 +136,11 @@ void dl_trainer_free(dl_trainer *t) {
   memset(t, 0, sizeof *t);
 }
 
-// Teacher logits (its frozen last layer on its bottlenecks) -> targets, in place.
-static void teacher_targets(dl_trainer *t, int k, const float *bottleneck, float *out, int rows, float temp) {
+const char *const dl_step_phase_names[DL_STEP_PHASES] = {"forward", "targets", "heads", "backward", "update"};
+
+// Teacher logits (its frozen last layer on its bottlenecks) -> targets, in
+// place; its time is the step's targets phase (t->targets_s).
+static void teacher_targets_now(dl_trainer *t, int k, const float *bottleneck, float *out, int rows, float temp) {
   const dl_head *h = t->teacher_last[k];
   const int K = h->cfg.prototypes;
   dl_head_forward(h, DL_HEAD_LAST_LAYER, bottleneck, rows, out, &t->teacher_ws[k]);
@@ -149,6 +153,12 @@ static void teacher_targets(dl_trainer *t, int k, const float *bottleneck, float
   memcpy(prev, t->center[k], (size_t)K * sizeof(float));
   dl_center_update(t->center[k], out, rows, K, t->cfg.center_momentum, &t->cfg.reduce, t->scratch);
   dl_softmax_center(out, out, prev, rows, K, temp);
+}
+
+static void teacher_targets(dl_trainer *t, int k, const float *bottleneck, float *out, int rows, float temp) {
+  const double t0 = dl_now_seconds();
+  teacher_targets_now(t, k, bottleneck, out, rows, temp);
+  t->targets_s += dl_now_seconds() - t0;
 }
 
 int dl_trainer_ibot_select(dl_trainer *t, const bool *masks) {
@@ -250,14 +260,20 @@ int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *
   const dl_crop_shape shape = crop_shape(c);
   const dl_step_values v = dl_step_values_at(&c->sched, t->step);
   dl_step_report_start(r, &v);
+  double t0 = dl_now_seconds(), t1;
   if (dl_crops_forward(t->student, &shape, batch->global_images, NULL, batch->local_images, &t->ws_global,
                        &t->ws_local, &t->crops, err))
     return -1;
   for (int k = 0; k < 3; k++) dl_optim_zero_grad(&t->mods[k]);
+  t1 = dl_now_seconds(), r->phase_s[DL_PHASE_FORWARD] = t1 - t0, t0 = t1;
+  t->targets_s = 0.0;
   if (c->mode == DL_TRAIN_PROTOTYPES) prototype_losses(t, batch, (float)r->teacher_temp, r);
   else feature_losses(t, batch, r);
   r->total = r->dino + r->ibot + r->koleo + r->feat_cls + r->feat_cos + r->feat_l1;
+  t1 = dl_now_seconds(), r->phase_s[DL_PHASE_TARGETS] = t->targets_s;
+  r->phase_s[DL_PHASE_HEADS] = t1 - t0 - t->targets_s, t0 = t1;
   dl_crops_backward(t->student, &shape, &t->ws_global, &t->ws_local, &t->crops, t->mods[0].grads);
+  t1 = dl_now_seconds(), r->phase_s[DL_PHASE_BACKWARD] = t1 - t0, t0 = t1;
   // Data parallel: every rank's loss is a mean over its own images, so the
   // group's gradient is the mean of the ranks' gradients (before clipping,
   // as DDP/FSDP average before clip_grad_norm_).
@@ -269,6 +285,7 @@ int dl_trainer_step(dl_trainer *t, const dl_train_batch *batch, dl_step_report *
       for (size_t i = 0; i < m->layout->total; i++) m->grads[i] *= inv;
     }
   dl_modules_update(t->mods, 3, &c->adamw, t->step, &v, r->grad_norm);
+  r->phase_s[DL_PHASE_UPDATE] = dl_now_seconds() - t0;
   t->step++;
   return 0;
 }

@@ -47,10 +47,25 @@ typedef struct dl_train_batch {
   const float *teacher_patch;  // [G * batch * P, iBOT bottleneck (its own width) or teacher_dim]
 } dl_train_batch;
 
+// Where a CPU step's time goes (seconds, dl_step_report.phase_s): the
+// backbone's forward over every crop; the teacher's last layers and their
+// targets (Sinkhorn-Knopp or centering); the student heads forward and
+// backward with the losses; the backbone's backward; clipping, AdamW and EMA.
+typedef enum {
+  DL_PHASE_FORWARD,
+  DL_PHASE_TARGETS,
+  DL_PHASE_HEADS,
+  DL_PHASE_BACKWARD,
+  DL_PHASE_UPDATE,
+  DL_STEP_PHASES
+} dl_step_phase;
+extern const char *const dl_step_phase_names[DL_STEP_PHASES];
+
 typedef struct dl_step_report {
   float total, dino, ibot, koleo, feat_cls, feat_cos, feat_l1;  // weighted terms, total their sum
   double grad_norm[3];  // before clipping: backbone, head 0, head 1
   double lr, wd, momentum, teacher_temp;
+  double phase_s[DL_STEP_PHASES];  // the CPU trainer's wall time per phase (0 elsewhere)
 } dl_step_report;
 
 typedef struct dl_trainer {
@@ -67,6 +82,7 @@ typedef struct dl_trainer {
   float *out_cls, *out_patch, *d_out_cls, *d_out_patch;  // head outputs and gradients
   float *t_cls, *t_patch;                  // teacher targets (probabilities or features)
   float *center[2], *scratch, *ibot_w;    // scratch: 2 * max(K0, K1) + 2 floats
+  double targets_s;                        // this step's time in teacher_targets so far
   int ibot_rows;                           // rows iBOT scores per step: the selection's size, or every patch
   bool *ibot_masks;                        // [G * B, patches]: this step's selection (selected mode)
   int *ibot_index;                         // [ibot_rows]: the selected rows of crops.patch_g

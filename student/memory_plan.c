@@ -165,8 +165,7 @@ static void cpu_plan(const dl_mem_shape *s, dl_mem_plan *p) {
   const size_t state = cpu_state(s, p->cpu);
   const size_t init = cpu_step(s, p->cpu, &idle);
   p->cpu_sgemm_pack = dl_mem_sgemm_pack(s);
-  p->cpu_openblas_pack = dl_mem_openblas_pack(s);
-  p->cpu[DL_MEM_BLAS] = p->cpu_sgemm_pack + p->cpu_openblas_pack;
+  p->cpu[DL_MEM_BLAS] = p->cpu_sgemm_pack;
   cpu_inputs(s, p->cpu);
   p->cpu[DL_MEM_RUNTIME] = dl_mem_cpu_runtime_bytes();
   p->cpu_untouched = idle;

@@ -59,7 +59,7 @@ typedef struct dl_mem_plan {
   size_t cpu[DL_MEM_ITEMS], gpu[DL_MEM_ITEMS];  // bytes
   size_t cpu_total, gpu_total;
   size_t cpu_untouched;  // allocated by the CPU step and never written (not in cpu_total)
-  size_t cpu_sgemm_pack, cpu_openblas_pack;  // the parts of cpu[DL_MEM_BLAS]
+  size_t cpu_sgemm_pack;  // cpu[DL_MEM_BLAS]: the sgemm's packed operand (memory_plan_blas.c)
   size_t cpu_init;       // of cpu_total: what dl_trainer_init and the student's ViT allocate (a hires switch
                          // holds these for the new phase while the old phase's trainer still lives)
 } dl_mem_plan;

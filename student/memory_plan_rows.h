@@ -42,8 +42,7 @@ static inline size_t dl_mem_layer_out(const dl_head_config *c, int l) {
 }
 
 // The CPU's BLAS state (student/memory_plan_blas.c): the own sgemm's packed
-// weight and OpenBLAS's packed panels, bytes.
+// operand, bytes.
 size_t dl_mem_sgemm_pack(const dl_mem_shape *s);
-size_t dl_mem_openblas_pack(const dl_mem_shape *s);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/err.h"
 #include "model/cpu/cpu_features.h"
@@ -48,13 +49,42 @@ float *dl_gemm_w_pack_buffer(size_t floats) {
   return b->data;
 }
 
-typedef void (*gemm_fn)(float *, const float *, const float *, int, int, int, const dl_gemm_epilogue *);
+typedef void (*gemm_fn)(const dl_gemm_args *);
 static const gemm_fn kGemmByLevel[DL_CPU_LEVELS] = {
-    [DL_CPU_AVX2] = dl_gemm_nt_avx2,
-    [DL_CPU_AVX512] = dl_gemm_nt_avx512,
+    [DL_CPU_AVX2] = dl_gemm_avx2,
+    [DL_CPU_AVX512] = dl_gemm_avx512,
 };
 
+static void run(const dl_gemm_args *g) {
+  if (g->m <= 0 || g->n <= 0) return;
+  if (g->k <= 0) {  // an empty sum: C = 0, or unchanged when accumulating
+    if (!g->accumulate)
+      for (int i = 0; i < g->m; i++) memset(g->c + (size_t)i * g->n, 0, (size_t)g->n * sizeof(float));
+    return;
+  }
+  kGemmByLevel[dl_cpu_kernel_level()](g);
+}
+
+typedef size_t (*packed_fn)(int, int);
+static const packed_fn kPackedByLevel[DL_CPU_LEVELS] = {
+    [DL_CPU_AVX2] = dl_gemm_packed_floats_avx2,
+    [DL_CPU_AVX512] = dl_gemm_packed_floats_avx512,
+};
+
+size_t dl_gemm_packed_floats(int n, int k) { return kPackedByLevel[dl_cpu_kernel_level()](n, k); }
+
+static const dl_gemm_epilogue kNone = {0};
+
 void dl_gemm_nt(float *c, const float *a, const float *w, int m, int k, int n, const dl_gemm_epilogue *ep) {
-  static const dl_gemm_epilogue none = {0};
-  kGemmByLevel[dl_cpu_kernel_level()](c, a, w, m, k, n, ep ? ep : &none);
+  run(&(dl_gemm_args){.c = c, .a = a, .w = w, .m = m, .k = k, .n = n, .ep = ep ? ep : &kNone});
+}
+
+void dl_gemm_nn(float *c, const float *a, const float *b, int m, int k, int n, bool accumulate) {
+  run(&(dl_gemm_args){.c = c, .a = a, .w = b, .m = m, .k = k, .n = n, .w_kn = true, .accumulate = accumulate,
+                      .ep = &kNone});
+}
+
+void dl_gemm_tn(float *c, const float *a, const float *b, int m, int k, int n, bool accumulate) {
+  run(&(dl_gemm_args){.c = c, .a = a, .w = b, .m = m, .k = k, .n = n, .a_km = true, .w_kn = true,
+                      .accumulate = accumulate, .ep = &kNone});
 }

@@ -30,4 +30,16 @@ bool dl_gemm_available(void);
 void dl_gemm_nt(float *c, const float *a, const float *w, int m, int k, int n,
                 const dl_gemm_epilogue *ep);
 
+// The backward's products, same kernels and threading (no epilogue):
+//   dl_gemm_nn: C [m, n] (=, or += when accumulate) A B, A [m, k], B [k, n];
+//   dl_gemm_tn: C [m, n] (=, or +=) A^T B, A [k, m], B [k, n].
+// For a linear layer y = x W^T: dX = dl_gemm_nn(dY, W), dW += dl_gemm_tn(dY, X).
+void dl_gemm_nn(float *c, const float *a, const float *b, int m, int k, int n, bool accumulate);
+void dl_gemm_tn(float *c, const float *a, const float *b, int m, int k, int n, bool accumulate);
+
+// The floats of the packed copy a product with n output columns and inner
+// size k keeps in the calling thread's buffer (it grows to the largest call
+// and stays): W for NT, B for NN and TN. For memory plans.
+size_t dl_gemm_packed_floats(int n, int k);
+
 #endif

@@ -13,7 +13,8 @@
 #define NR 16
 #define KC 256  // W panel 16 KiB: stays in L1
 #define MC 120  // A block 120 KiB: stays in L2
-#define GEMM_ENTRY dl_gemm_nt_avx2
+#define GEMM_ENTRY dl_gemm_avx2
+#define GEMM_PACKED dl_gemm_packed_floats_avx2
 
 // C[0..5][0..15] (row stride ldc) = or += A panel (kc x 6) times W panel
 // (kc x 16). C is prefetched first: the kernel's run hides its latency.

@@ -31,7 +31,8 @@
 #endif
 #define KC DL_GEMM512_KC
 #define MC (10 * MR)
-#define GEMM_ENTRY dl_gemm_nt_avx512
+#define GEMM_ENTRY dl_gemm_avx512
+#define GEMM_PACKED dl_gemm_packed_floats_avx512
 
 static void micro_kernel(int kc, const float *restrict a, const float *restrict b, float *restrict c, size_t ldc,
                          bool accumulate) {

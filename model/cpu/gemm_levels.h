@@ -11,7 +11,21 @@
 // The calling thread's packed-W buffer, at least `floats` long, 64-byte aligned.
 float *dl_gemm_w_pack_buffer(size_t floats);
 
-void dl_gemm_nt_avx2(float *c, const float *a, const float *w, int m, int k, int n, const dl_gemm_epilogue *ep);
-void dl_gemm_nt_avx512(float *c, const float *a, const float *w, int m, int k, int n, const dl_gemm_epilogue *ep);
+// One product C [m, n] (=, or += with accumulate) epilogue(A W^T), where
+// a_km says A is stored [k, m] instead of [m, k] and w_kn that W is stored
+// [k, n] instead of [n, k]: NT (the forward), NN (dX = dY W) and TN
+// (dW += dY^T X) are one driver with different packers.
+typedef struct dl_gemm_args {
+  float *c;
+  const float *a, *w;
+  int m, k, n;
+  bool a_km, w_kn, accumulate;
+  const dl_gemm_epilogue *ep;  // never NULL here
+} dl_gemm_args;
+
+void dl_gemm_avx2(const dl_gemm_args *g);
+void dl_gemm_avx512(const dl_gemm_args *g);
+size_t dl_gemm_packed_floats_avx2(int n, int k);
+size_t dl_gemm_packed_floats_avx512(int n, int k);
 
 #endif

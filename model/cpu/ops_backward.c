@@ -5,15 +5,16 @@
 #include <omp.h>
 #include <string.h>
 
+#include "model/cpu/gemm.h"
 #include "model/cpu/ops.h"
 #include "model/cpu/row_kernels.h"
 
 void dl_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
                         const float *w, int m, int k, int n, const float *ones, int accumulate_dx) {
-  if (dx)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, k, n, 1.0f, dy, n, w, k,
-                accumulate_dx ? 1.0f : 0.0f, dx, k);
-  if (dw) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, k, m, 1.0f, dy, n, x, k, 1.0f, dw, k);
+  // Our own sgemm's NN and TN forms (gemm.h): OpenBLAS's threading spent
+  // part of the backward spinning and yielding on the 2-core machines.
+  if (dx) dl_gemm_nn(dx, dy, w, m, n, k, accumulate_dx != 0);
+  if (dw) dl_gemm_tn(dw, dy, x, n, m, k, true);
   // Column sums as a matrix-vector product with ones: threaded by OpenBLAS.
   if (db) cblas_sgemv(CblasRowMajor, CblasTrans, m, n, 1.0f, dy, n, ones, 1, 1.0f, db, 1);
 }

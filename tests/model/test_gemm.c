@@ -76,6 +76,36 @@ static void *gemm_in_thread(void *arg) {
   return NULL;
 }
 
+// dl_gemm_nn (C = A B) and dl_gemm_tn (C += A^T B, C starting nonzero) at
+// the chosen level, serial and inside a parallel region, against double.
+static void check_backward_forms(shape s, bool in_parallel) {
+  const size_t mn = (size_t)s.m * s.n;
+  float *a = rand_vec((size_t)s.m * s.k), *b = rand_vec((size_t)s.k * s.n), *c0 = rand_vec(mn);
+  float *c = malloc(mn * sizeof *c), *ref = malloc(mn * sizeof *ref);
+  for (int tn = 0; tn < 2; tn++) {
+    for (int i = 0; i < s.m; i++)
+      for (int j = 0; j < s.n; j++) {
+        double v = tn ? c0[(size_t)i * s.n + j] : 0.0;
+        for (int p = 0; p < s.k; p++)
+          v += (double)(tn ? a[(size_t)p * s.m + i] : a[(size_t)i * s.k + p]) * b[(size_t)p * s.n + j];
+        ref[(size_t)i * s.n + j] = (float)v;
+      }
+    memcpy(c, c0, mn * sizeof *c);
+#pragma omp parallel num_threads(in_parallel ? 2 : 1)
+    {
+#pragma omp single
+      {
+        if (tn) dl_gemm_tn(c, a, b, s.m, s.k, s.n, true);
+        else dl_gemm_nn(c, a, b, s.m, s.k, s.n, false);
+      }
+    }
+    double err = dl_rel_err(c, ref, mn);
+    CHECK(err < 1e-5, "gemm %s %dx%dx%d%s: relative error %.3g < 1e-5", tn ? "TN (C += A^T B)" : "NN (C = A B)",
+          s.m, s.k, s.n, in_parallel ? ", inside a parallel region" : "", err);
+  }
+  free(a); free(b); free(c0); free(c); free(ref);
+}
+
 // dl_linear_gelu and dl_linear_residual give the same values whichever path
 // (own kernel or OpenBLAS plus separate passes) the shape selects.
 static void check_linear_ops(shape s) {
@@ -109,6 +139,8 @@ int main(void) {
                           {257, 64, 192}};
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++)
     for (int e = 0; e < 5; e++) check_shape(shapes[i], e, false);
+  for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_backward_forms(shapes[i], false);
+  check_backward_forms((shape){100, 300, 130}, true);
   check_shape((shape){61, 777, 45}, 2, true);
   check_shape((shape){100, 300, 130}, 3, true);
   pthread_t th;

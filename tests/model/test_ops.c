@@ -38,6 +38,25 @@ static void test_fast_math(void) {
   CHECK(worst_exp < 4 * FLT_EPSILON, "fast exp on [-87, 88]: worst relative error %.3g < 4 ulp", worst_exp);
   CHECK(worst_erf < 5e-7, "fast erf on [-6, 6]: worst absolute error %.3g < 5e-7", worst_erf);
   CHECK(dl_fast_expf(-1000.0f) >= 0.0f && dl_fast_expf(-1000.0f) < 1e-37f, "fast exp(-1000) underflows to ~0");
+  // The subnormal-faithful variant (Sinkhorn-Knopp): relative on the normal
+  // range, absolute (in units of the smallest subnormal) below it, exactly 0
+  // where libm's expf is 0.
+  double worst_rel = 0, worst_sub = 0;
+  int zeros_match = 1;
+  for (float x = -110.0f; x <= 88.0f; x += 0.00731f) {
+    const double got = dl_fast_expf_subnormal(x), want = exp((double)x), libm = expf(x);
+    if (x >= -87.0f) worst_rel = fmax(worst_rel, fabs(got - want) / want);
+    else worst_sub = fmax(worst_sub, fabs(got - want) / 0x1p-149);
+    zeros_match &= (libm == 0.0) == (got == 0.0) || fabs(got - want) <= 0x1p-149;
+  }
+  CHECK(worst_rel < 4 * FLT_EPSILON, "fast exp (subnormal variant) on [-87, 88]: worst relative error %.3g < 4 ulp",
+        worst_rel);
+  CHECK(worst_sub <= 1.0 && zeros_match,
+        "fast exp (subnormal variant) on [-110, -87): worst error %.3g x 2^-149 <= 1, zero where libm is (or within 2^-149)",
+        worst_sub);
+  CHECK(dl_fast_expf_subnormal(-1000.0f) == 0.0f && dl_fast_expf_subnormal(-104.0f) == 0.0f &&
+            dl_fast_expf_subnormal(-100.0f) > 0.0f,
+        "fast exp (subnormal variant): e^-1000 and e^-104 are 0, e^-100 (%.3g) is not", dl_fast_expf_subnormal(-100.0f));
 }
 
 static void test_linear(void) {

@@ -156,7 +156,7 @@ static int run_step(dl_mem_shape *s, bool selected, measured *out) {
 }
 
 // `warm`: the plan of the warm-up step, whose BLAS state (the sgemm's packed
-// weight, OpenBLAS's packed panels) stays: a step adds only what is larger.
+// operand) stays: a step adds only what is larger.
 static void check_case(const char *name, dl_train_mode mode, bool selected, int batch, int k, const dl_mem_plan *warm) {
   dl_mem_shape s = small_shape(mode, batch, k);
   measured m;
@@ -172,14 +172,13 @@ static void check_case(const char *name, dl_train_mode mode, bool selected, int 
   // The first step: the workspaces (what the plan counts as written and
   // what it sets apart as never written) and the sgemm's packed weight.
   const size_t pack = p.cpu_sgemm_pack > warm->cpu_sgemm_pack ? p.cpu_sgemm_pack - warm->cpu_sgemm_pack : 0;
-  const size_t blas = p.cpu_openblas_pack > warm->cpu_openblas_pack ? p.cpu_openblas_pack - warm->cpu_openblas_pack : 0;
   const size_t workspaces = p.cpu[DL_MEM_WEIGHTS] + p.cpu[DL_MEM_GRADS] + p.cpu[DL_MEM_ADAM] + p.cpu[DL_MEM_EMA] +
                             p.cpu[DL_MEM_ACTIVATIONS] + p.cpu[DL_MEM_HEAD_WS] + pack + p.cpu[DL_MEM_LOGITS] +
                             p.cpu_untouched - init;
   // Resident: everything the plan counts as written, less what the warm-up
-  // made resident already; OpenBLAS's panels are outside the allocator.
+  // made resident already.
   const size_t written = p.cpu_total - p.cpu[DL_MEM_RUNTIME] - p.cpu[DL_MEM_WINDOW] - p.cpu[DL_MEM_LOADER] -
-                         p.cpu[DL_MEM_BLAS] + pack + blas;
+                         p.cpu[DL_MEM_BLAS] + pack;
   CHECK(fabs(rel((double)m.init, (double)init)) < 0.005, "%s: trainer init allocates %zu bytes, plan %zu (%+.3f %%)",
         name, m.init, init, 100 * rel((double)m.init, (double)init));
   CHECK(fabs(rel((double)m.batch, (double)p.cpu[DL_MEM_STEP_BATCH])) < 0.005,
