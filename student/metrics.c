@@ -37,10 +37,18 @@ void dl_student_log_step(dl_student_log *l, long step, int resolution, const dl_
           "{\"step\":%ld,\"resolution\":%d,\"loss\":%.9g,\"dino\":%.9g,\"ibot\":%.9g,\"koleo\":%.9g,"
           "\"feat_cls\":%.9g,\"feat_cos\":%.9g,\"feat_l1\":%.9g,\"lr\":%.9g,\"wd\":%.9g,\"momentum\":%.9g,"
           "\"teacher_temp\":%.9g,\"grad_norm\":[%.6g,%.6g,%.6g],\"seconds\":%.4f,\"images_per_s\":%.2f,"
-          "\"target_wait_s\":%.4f,\"target_held_s\":%.4f,\"total_steps\":%ld}\n",
+          "\"target_wait_s\":%.4f,\"target_held_s\":%.4f,\"total_steps\":%ld",
           step, resolution, r->total, r->dino, r->ibot, r->koleo, r->feat_cls, r->feat_cos, r->feat_l1, r->lr, r->wd,
           r->momentum, r->teacher_temp, r->grad_norm[0], r->grad_norm[1], r->grad_norm[2], seconds, ips, wait_s, held_s,
           l->total_steps);
+  // Where the CPU trainer's step went (dl_step_phase); other trainers leave 0.
+  double phases = 0.0;
+  for (int p = 0; p < DL_STEP_PHASES; p++) phases += r->phase_s[p];
+  if (phases > 0.0)
+    for (int p = 0; p < DL_STEP_PHASES; p++)
+      fprintf(l->jsonl, "%s\"%s\":%.4f%s", p ? "," : ",\"phase_s\":{", dl_step_phase_names[p], r->phase_s[p],
+              p + 1 == DL_STEP_PHASES ? "}" : "");
+  fputs("}\n", l->jsonl);
   fflush(l->jsonl);
   if (l->quiet) return;
   const long done = step + 1 - l->step_start;
