@@ -2,7 +2,8 @@
 // operands: model/cpu/gemm.c packs the operand that supplies C's columns (W
 // of a linear layer's forward, W for the backward's dX = dY W, X for its
 // dW += dY^T X) into panels, one buffer per calling thread that grows to the
-// largest call and stays. The forward uses it for layers of at least 64 rows
+// largest call and stays; a chunk of inner indices at a time, about 32 MiB
+// (dl_gemm_packed_floats says how much for a given product). The forward uses it for layers of at least 64 rows
 // with n >= 64 and k >= 32 (model/cpu/ops.c, OpenBLAS below), the backward
 // always. OpenBLAS serves only the attention's per-head products, called
 // single-threaded inside a parallel region: it packs block by block, in

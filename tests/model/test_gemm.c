@@ -106,6 +106,35 @@ static void check_backward_forms(shape s, bool in_parallel) {
   free(a); free(b); free(c0); free(c); free(ref);
 }
 
+// An inner size whose packed W exceeds one chunk (gemm_driver.inc: 8 Mi
+// floats, here k = 140000 at n = 64 packs in two chunks): the chunks must
+// accumulate like one pass, and the epilogue run once, at the end. NT with
+// bias + GELU, and TN accumulating onto a nonzero C.
+static void check_chunked_inner(void) {
+  const int m = 13, k = 140000, n = 64;
+  const size_t mn = (size_t)m * n;
+  float *a = rand_vec((size_t)m * k), *w = rand_vec((size_t)n * k), *bias = rand_vec(n), *c0 = rand_vec(mn);
+  float *c = malloc(mn * sizeof *c), *ref = malloc(mn * sizeof *ref);
+  dl_gemm_epilogue ep = {.bias = bias, .gelu = true};
+  reference(ref, a, w, m, k, n, &ep, NULL);
+  dl_gemm_nt(c, a, w, m, k, n, &ep);
+  double err = dl_rel_err(c, ref, mn);
+  CHECK(err < 1e-5, "gemm NT %dx%d x %dx%d^T (W packed in chunks), bias+gelu: relative error %.3g < 1e-5", m, k, n, k,
+        err);
+  // TN: a read as [k, m], w as [k, n].
+  for (int i = 0; i < m; i++)
+    for (int j = 0; j < n; j++) {
+      double v = c0[(size_t)i * n + j];
+      for (int p = 0; p < k; p++) v += (double)a[(size_t)p * m + i] * w[(size_t)p * n + j];
+      ref[(size_t)i * n + j] = (float)v;
+    }
+  memcpy(c, c0, mn * sizeof *c);
+  dl_gemm_tn(c, a, w, m, k, n, true);
+  err = dl_rel_err(c, ref, mn);
+  CHECK(err < 1e-5, "gemm TN (C += A^T B) %dx%dx%d (B packed in chunks): relative error %.3g < 1e-5", m, k, n, err);
+  free(a); free(w); free(bias); free(c0); free(c); free(ref);
+}
+
 // dl_linear_gelu and dl_linear_residual give the same values whichever path
 // (own kernel or OpenBLAS plus separate passes) the shape selects.
 static void check_linear_ops(shape s) {
@@ -141,6 +170,7 @@ int main(void) {
     for (int e = 0; e < 5; e++) check_shape(shapes[i], e, false);
   for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) check_backward_forms(shapes[i], false);
   check_backward_forms((shape){100, 300, 130}, true);
+  check_chunked_inner();
   check_shape((shape){61, 777, 45}, 2, true);
   check_shape((shape){100, 300, 130}, 3, true);
   pthread_t th;
