@@ -4,8 +4,11 @@
 // prototypes, bottleneck 256, hidden 2048), the teacher's frozen last layers
 // on its bottlenecks, Sinkhorn-Knopp targets, the DINO, iBOT and KoLeo
 // losses, clipping, AdamW and the EMA. Prints each repeat's time and the
-// median; bench/torch_train.py runs the same step in PyTorch.
-//   usage: bench_train BATCH REPEATS [STEPS_PHASES]
+// median, the median time of each phase of the step, and how many values the
+// step left subnormal (a denormal-slow CPU would pay for those);
+// bench/torch_train.py runs the same step in PyTorch.
+//   usage: bench_train BATCH REPEATS
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +21,31 @@
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return (x > y) - (x < y);
+}
+
+// Subnormal values in x [n]: added to *sub, n to *all.
+static void count_subnormal(const float *x, size_t n, size_t *sub, size_t *all) {
+  size_t c = 0;
+  for (size_t i = 0; i < n; i++) c += fpclassify(x[i]) == FP_SUBNORMAL;
+  *sub += c, *all += n;
+}
+
+// After the timed steps: the trainer's state (parameters, gradients, AdamW
+// moments, EMA), the backbone's activations and the heads' outputs.
+static void report_subnormals(const dl_trainer *t) {
+  size_t s[3] = {0}, n[3] = {0};
+  for (int k = 0; k < 3; k++) {
+    const dl_optim_module *m = &t->mods[k];
+    const float *bufs[] = {m->params, m->grads, m->m, m->v, m->ema};
+    for (int b = 0; b < 5; b++) count_subnormal(bufs[b], m->layout->total, &s[0], &n[0]);
+  }
+  count_subnormal(t->ws_global.buf, t->ws_global.cap, &s[1], &n[1]);
+  count_subnormal(t->ws_local.buf, t->ws_local.cap, &s[1], &n[1]);
+  const size_t K1 = (size_t)t->heads[1].cfg.prototypes;
+  const float *heads[] = {t->out_patch, t->d_out_patch, t->t_patch};
+  for (int b = 0; b < 3; b++) count_subnormal(heads[b], (size_t)t->ibot_rows * K1, &s[2], &n[2]);
+  printf("subnormal values after the last step: state %zu of %zu, activations %zu of %zu, "
+         "iBOT logits/gradients/targets %zu of %zu\n", s[0], n[0], s[1], n[1], s[2], n[2]);
 }
 
 static float *random_buffer(size_t n, float scale, uint64_t *seed) {
@@ -80,6 +108,7 @@ int main(int argc, char **argv) {
     printf(" %s %.3f", dl_step_phase_names[p], phases[(size_t)p * repeats + repeats / 2]);
   }
   printf("\n");
+  report_subnormals(&t);
   qsort(times, (size_t)repeats, sizeof(double), cmp_double);
   printf("distill_step_s=%.4f\n", times[repeats / 2]);
   free(phases);
