@@ -85,6 +85,15 @@ void dl_sha256_hex(const uint8_t digest[32], char hex[65]) {
   hex[64] = 0;
 }
 
+void dl_sha256_bytes(const void *data, size_t n, char hex[65]) {
+  dl_sha256 s;
+  uint8_t digest[32];
+  dl_sha256_init(&s);
+  dl_sha256_update(&s, data, n);
+  dl_sha256_final(&s, digest);
+  dl_sha256_hex(digest, hex);
+}
+
 int dl_sha256_file(const char *path, char hex[65], uint64_t *size, dl_err *err) {
   FILE *f = fopen(path, "rb");
   if (!f) return dl_fail(err, "%s: cannot open (%s)", path, strerror(errno));

@@ -20,6 +20,8 @@ void dl_sha256_update(dl_sha256 *s, const void *data, size_t n);
 void dl_sha256_final(dl_sha256 *s, uint8_t digest[32]);
 // The digest as 64 lowercase hex digits and a NUL.
 void dl_sha256_hex(const uint8_t digest[32], char hex[65]);
+// The digest (hex) of n bytes in memory, e.g. a file already mapped.
+void dl_sha256_bytes(const void *data, size_t n, char hex[65]);
 // A whole file's digest (hex) and size; -1 with a message naming the file.
 int dl_sha256_file(const char *path, char hex[65], uint64_t *size, dl_err *err);
 

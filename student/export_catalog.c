@@ -14,6 +14,10 @@
 #define INDEX_FORMAT "distill-export-index-1"
 #define PATH_CAP 1400
 
+// Retention and the links, then index.json (after every change below).
+static int retain(dl_export_catalog *c, dl_err *err);
+static int write_index(dl_export_catalog *c, dl_err *err);
+
 static const char *const kMetricNames[] = {"knn_top1", "linear_top1"};
 
 static int render_index(const dl_export_catalog *c, char **text, size_t *len, dl_err *err);
@@ -77,8 +81,11 @@ static int record_from_export(const dl_export_catalog *c, long step, dl_export_r
   if (strlen(r->recipe_xxh64) != 16) snprintf(r->recipe_xxh64, sizeof r->recipe_xxh64, "0000000000000000");
   if (!r->architecture[0]) snprintf(r->architecture, sizeof r->architecture, "unknown");
   r->final = strcmp(meta_or(&st, "final"), "1") == 0 || step >= c->total_steps;
+  // The digest of the bytes already mapped, not of a second read of the file.
+  dl_sha256_bytes(st.file.data, st.file.size, r->sha256);
+  r->size = st.file.size;
   dl_st_close(&st);
-  return dl_sha256_file(path, r->sha256, &r->size, err);
+  return 0;
 }
 
 // Record files whose export is gone (removed by hand, or a crash between the two unlinks).
@@ -124,8 +131,7 @@ int dl_export_catalog_open(dl_export_catalog *c, const char *dir, const char *fa
   memset(c, 0, sizeof *c);
   snprintf(c->dir, sizeof c->dir, "%s", dir);
   snprintf(c->family, sizeof c->family, "%s", family);
-  for (char *p = c->family; *p; p++)  // a name for JSON without escapes
-    if (*p < 0x20 || *p > 0x7e || *p == '"' || *p == '\\') *p = '_';
+  dl_export_clean_text(c->family, '_');  // a name for JSON without escapes
   c->recipe = recipe;
   c->total_steps = total_steps;
   long *steps;  // newest first
@@ -180,16 +186,15 @@ static bool chosen_for_eval(dl_export_catalog *c, const dl_export_record *r) {
   return c->since_scheduled + 1 >= e->every_exports;
 }
 
-int dl_export_catalog_add(dl_export_catalog *c, long step, bool *scheduled, dl_err *err) {
+int dl_export_catalog_add(dl_export_catalog *c, long step, dl_err *err) {
   dl_export_record r;
   if (record_from_export(c, step, &r, err)) return -1;
   const bool chosen = chosen_for_eval(c, &r);
   r.eval.state = chosen ? DL_EXPORT_EVAL_PENDING : DL_EXPORT_EVAL_NONE;
   c->since_scheduled = chosen ? 0 : c->since_scheduled + 1;
-  if (scheduled) *scheduled = chosen;
   insert(c, &r);
   if (dl_export_record_write(c->dir, &r, err)) return -1;
-  return dl_export_catalog_retain(c, err);
+  return retain(c, err);
 }
 
 dl_export_record *dl_export_catalog_next_pending(dl_export_catalog *c) {
@@ -209,7 +214,7 @@ int dl_export_catalog_started(dl_export_catalog *c, long step, dl_err *err) {
   if (!r) return 0;
   r->eval.attempts++;
   if (dl_export_record_write(c->dir, r, err)) return -1;
-  return dl_export_catalog_write_index(c, err);
+  return write_index(c, err);
 }
 
 int dl_export_catalog_set_eval(dl_export_catalog *c, long step, const dl_export_eval *result, dl_err *err) {
@@ -221,7 +226,7 @@ int dl_export_catalog_set_eval(dl_export_catalog *c, long step, const dl_export_
   // One more try after a first failure (a killed or crashed evaluation).
   if (result->state == DL_EXPORT_EVAL_FAILED && attempts < 2) r->eval.state = DL_EXPORT_EVAL_PENDING;
   if (dl_export_record_write(c->dir, r, err)) return -1;
-  return dl_export_catalog_retain(c, err);
+  return retain(c, err);
 }
 
 const dl_export_record *dl_export_catalog_best(const dl_export_catalog *c) {
@@ -264,7 +269,7 @@ static int set_link(const char *dir, const char *name, const char *target, dl_er
   return 0;
 }
 
-int dl_export_catalog_retain(dl_export_catalog *c, dl_err *err) {
+static int retain(dl_export_catalog *c, dl_err *err) {
   const int keep = c->recipe->checkpoint.keep;
   for (int i = c->n - 1; i >= 0; i--) {
     const dl_export_record *r = &c->recs[i];
@@ -281,7 +286,7 @@ int dl_export_catalog_retain(dl_export_catalog *c, dl_err *err) {
   if (set_link(c->dir, "student-ema-best.safetensors", best ? best->file : NULL, err) ||
       set_link(c->dir, "student-ema-latest.safetensors", c->n ? c->recs[c->n - 1].file : NULL, err))
     return -1;
-  return dl_export_catalog_write_index(c, err);
+  return write_index(c, err);
 }
 
 static int render_index(const dl_export_catalog *c, char **text, size_t *len, dl_err *err) {
@@ -309,7 +314,7 @@ static int render_index(const dl_export_catalog *c, char **text, size_t *len, dl
   return 0;
 }
 
-int dl_export_catalog_write_index(dl_export_catalog *c, dl_err *err) {
+static int write_index(dl_export_catalog *c, dl_err *err) {
   char *text;
   size_t len;
   if (render_index(c, &text, &len, err)) return -1;

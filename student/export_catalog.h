@@ -38,8 +38,8 @@ void dl_export_catalog_close(dl_export_catalog *c);
 
 // The export of `step` was just written: hash it, record it (chosen for
 // evaluation by the eval period; the final export always is), retain, write
-// the index. *scheduled tells whether it awaits an evaluation.
-int dl_export_catalog_add(dl_export_catalog *c, long step, bool *scheduled, dl_err *err);
+// the index.
+int dl_export_catalog_add(dl_export_catalog *c, long step, dl_err *err);
 // The oldest export awaiting evaluation (NULL: none).
 dl_export_record *dl_export_catalog_next_pending(dl_export_catalog *c);
 int dl_export_catalog_pending_count(const dl_export_catalog *c);
@@ -52,9 +52,5 @@ int dl_export_catalog_started(dl_export_catalog *c, long step, dl_err *err);
 const dl_export_record *dl_export_catalog_best(const dl_export_catalog *c);
 // The metric of a record (negative when it has none).
 double dl_export_metric(const dl_export_record *r, int metric);
-
-// Retention and the links, then index.json (called by the functions above).
-int dl_export_catalog_retain(dl_export_catalog *c, dl_err *err);
-int dl_export_catalog_write_index(dl_export_catalog *c, dl_err *err);
 
 #endif

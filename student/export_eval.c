@@ -101,7 +101,6 @@ int dl_export_evaluator_start(dl_export_evaluator *ev, const char *export_path, 
   if (ev->pid > 0) return dl_fail(err, "an evaluation is running");
   ev->step = step;
   ev->stage = 0;
-  ev->seconds = 0;
   memset(&ev->result, 0, sizeof ev->result);
   snprintf(ev->export_path, sizeof ev->export_path, "%s", export_path);
   snprintf(ev->log_path, sizeof ev->log_path, "%s/student-ema-%010ld.log", ev->log_dir, step);
@@ -137,16 +136,15 @@ static void fail(dl_export_evaluator *ev, const char *fmt, int value) {
   snprintf(ev->result.failure, sizeof ev->result.failure, fmt, ev->stage == 0 ? "knn" : "linear", value);
 }
 
-int dl_export_evaluator_poll(dl_export_evaluator *ev, bool wait) {
+int dl_export_evaluator_poll(dl_export_evaluator *ev) {
   if (ev->pid <= 0) return 0;
   int status;
   pid_t got;
-  do got = waitpid(ev->pid, &status, wait ? 0 : WNOHANG);
+  do got = waitpid(ev->pid, &status, WNOHANG);
   while (got < 0 && errno == EINTR);
   if (got == 0) return 0;
   ev->pid = 0;
-  ev->seconds += dl_now_seconds() - ev->started;
-  ev->result.seconds = ev->seconds;
+  ev->result.seconds += dl_now_seconds() - ev->started;  // the stages so far
   if (got < 0) fail(ev, "distill %s: lost (waitpid errno %d)", errno);
   else if (WIFSIGNALED(status)) fail(ev, "distill %s: killed by signal %d", WTERMSIG(status));
   else if (WEXITSTATUS(status) != 0) fail(ev, "distill %s: exit status %d (its log says why)", WEXITSTATUS(status));

@@ -22,7 +22,7 @@ typedef struct dl_export_evaluator {
   long step;                   // the export being evaluated
   int stage;                   // 0 k-NN, 1 linear probe
   char export_path[1300], log_path[1300];
-  double started, seconds;     // seconds: the finished stages' wall time
+  double started;              // the running stage's start (result.seconds: the finished stages')
   dl_export_eval result;
 } dl_export_evaluator;
 
@@ -33,8 +33,8 @@ bool dl_export_evaluator_busy(const dl_export_evaluator *ev);
 // message when the process cannot be started.
 int dl_export_evaluator_start(dl_export_evaluator *ev, const char *export_path, long step, dl_err *err);
 // 1 when the evaluation of ev->step ended (ev->result: DONE, or FAILED with
-// the reason), 0 while it runs or when idle. wait: block until it ends.
-int dl_export_evaluator_poll(dl_export_evaluator *ev, bool wait);
+// the reason), 0 while it runs or when idle. Never blocks.
+int dl_export_evaluator_poll(dl_export_evaluator *ev);
 // Ends a running evaluation (the trainer stops); its export stays pending.
 void dl_export_evaluator_kill(dl_export_evaluator *ev);
 

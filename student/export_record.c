@@ -12,23 +12,20 @@
 static const char *const kStates[] = {"none", "pending", "done", "failed"};
 
 const char *dl_export_phase_name(const dl_export_record *r) { return r->hires ? "hires" : "main"; }
-const char *dl_export_eval_state_name(dl_export_eval_state s) { return kStates[s]; }
 
 void dl_export_record_path(char *out, size_t cap, const char *dir, long step) {
   snprintf(out, cap, "%s/student-ema-%010ld.record", dir, step);
 }
 
-// Failure reasons come from other processes' output: keep them printable
-// and free of the characters JSON and the line format would need to escape.
-static void clean_text(char *s) {
+void dl_export_clean_text(char *s, char with) {
   for (; *s; s++)
-    if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\') *s = ' ';
+    if (*s < 0x20 || *s > 0x7e || *s == '"' || *s == '\\') *s = with;
 }
 
 int dl_export_record_write(const char *dir, const dl_export_record *r, dl_err *err) {
   char text[2048], failure[sizeof r->eval.failure];
   snprintf(failure, sizeof failure, "%s", r->eval.failure);
-  clean_text(failure);
+  dl_export_clean_text(failure, ' ');  // failure reasons come from other processes' output
   const dl_export_eval *e = &r->eval;
   int n = snprintf(text, sizeof text,
                    "format " RECORD_FORMAT "\nstep %ld\nfile %s\nsha256 %s\nsize %" PRIu64 "\nphase %s\n"
@@ -156,7 +153,7 @@ void dl_export_record_json(FILE *f, const dl_export_record *r) {
     case DL_EXPORT_EVAL_FAILED: {
       char reason[sizeof e->failure];
       snprintf(reason, sizeof reason, "%s", e->failure);
-      clean_text(reason);
+      dl_export_clean_text(reason, ' ');
       fprintf(f, "{\"status\": \"failed\", \"attempts\": %d, \"reason\": \"%s\"}}", e->attempts, reason);
       break;
     }

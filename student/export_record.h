@@ -59,6 +59,9 @@ int dl_export_record_read(const char *path, dl_export_record *r, dl_err *err);
 void dl_export_record_json(FILE *f, const dl_export_record *r);
 // "main" or "hires".
 const char *dl_export_phase_name(const dl_export_record *r);
-const char *dl_export_eval_state_name(dl_export_eval_state s);
+// Text from elsewhere (another process's failure, a family name) made safe
+// for JSON and the record's line format: every byte outside printable ASCII,
+// and '"' and '\\', replaced by `with`.
+void dl_export_clean_text(char *s, char with);
 
 #endif

@@ -95,8 +95,7 @@ void dl_student_log_eval(dl_student_log *l, long step, const dl_export_eval *e) 
   } else {
     char reason[sizeof e->failure];
     snprintf(reason, sizeof reason, "%s", e->failure);
-    for (char *p = reason; *p; p++)
-      if (*p == '"' || *p == '\\' || *p < 0x20) *p = ' ';
+    dl_export_clean_text(reason, ' ');
     fprintf(l->jsonl, "{\"event\":\"eval\",\"step\":%ld,\"status\":\"failed\",\"reason\":\"%s\"}\n", step, reason);
     snprintf(detail, sizeof detail, "failed: %s", reason);
   }

@@ -53,8 +53,8 @@ typedef struct run_state {
   bool have_catalog;
   dl_export_evaluator evaluator;
   bool evaluating;                      // the recipe has an eval section and a binary to run it
-  const dl_export_record *last_eval;    // the latest finished evaluation, for the Prometheus endpoint
-  dl_export_record last_eval_copy;
+  long last_eval_step;                  // the latest evaluation that succeeded (state DONE; NONE:
+  dl_export_eval last_eval;             // none yet), for the Prometheus endpoint
   dl_step_report last_report;
   double last_images_per_s;
 } run_state;
@@ -179,7 +179,7 @@ static int write_checkpoint(run_state *s, dl_err *err) {
   s->last_ckpt_step = s->t.step;
   s->last_ckpt_time = dl_now_seconds();
   dl_student_log_event(&s->log, "checkpoint", s->t.step, path);
-  if (s->have_catalog && dl_export_catalog_add(&s->catalog, s->t.step, NULL, err)) return -1;
+  if (s->have_catalog && dl_export_catalog_add(&s->catalog, s->t.step, err)) return -1;
   return 0;
 }
 
@@ -189,12 +189,12 @@ static int write_checkpoint(run_state *s, dl_err *err) {
 static int poll_evaluation(run_state *s, dl_err *err) {
   if (!s->evaluating) return 0;
   dl_export_evaluator *ev = &s->evaluator;
-  if (dl_export_evaluator_poll(ev, false) == 1) {
+  if (dl_export_evaluator_poll(ev) == 1) {
     if (dl_export_catalog_set_eval(&s->catalog, ev->step, &ev->result, err)) return -1;
     dl_student_log_eval(&s->log, ev->step, &ev->result);
     if (ev->result.state == DL_EXPORT_EVAL_DONE) {
-      s->last_eval_copy = (dl_export_record){.step = ev->step, .eval = ev->result};
-      s->last_eval = &s->last_eval_copy;
+      s->last_eval_step = ev->step;
+      s->last_eval = ev->result;
     }
     publish(s, &s->last_report, s->last_images_per_s);
   }
@@ -473,12 +473,12 @@ static void publish(run_state *s, const dl_step_report *r, double images_per_s) 
     else
       n += (size_t)snprintf(text + n, sizeof text - n, "%s{%s} %.9g\n", rows[i].name, labels, rows[i].value);
   }
-  if (s->last_eval && n < sizeof text) {  // the latest evaluated export, by family
-    const dl_export_eval *e = &s->last_eval->eval;
+  if (s->last_eval.state == DL_EXPORT_EVAL_DONE && n < sizeof text) {  // the latest evaluated export, by family
+    const dl_export_eval *e = &s->last_eval;
     n += (size_t)snprintf(text + n, sizeof text - n,
                           "# TYPE distill_eval_knn_top1 gauge\ndistill_eval_knn_top1{family=\"%s\",k=\"%d\"} %.9g\n"
                           "# TYPE distill_eval_step gauge\ndistill_eval_step{family=\"%s\"} %ld\n",
-                          s->o->group, e->knn_k, e->knn_top1, s->o->group, s->last_eval->step);
+                          s->o->group, e->knn_k, e->knn_top1, s->o->group, s->last_eval_step);
     if (e->has_linear && n < sizeof text)
       n += (size_t)snprintf(text + n, sizeof text - n,
                             "# TYPE distill_eval_linear_top1 gauge\ndistill_eval_linear_top1{family=\"%s\"} %.9g\n",

@@ -25,14 +25,9 @@ size_t dl_codec_quantized_bytes(int codec, uint64_t rows, uint64_t cols) {
   if (rows == 0 || cols == 0 || rows > DL_CODEC_MAX_VALUES || cols > DL_CODEC_MAX_VALUES ||
       rows * cols > DL_CODEC_MAX_VALUES)
     return 0;
-  uint64_t n = rows * cols;
-  switch (codec) {
-    case DL_CODEC_F32: return (size_t)(4 * n);
-    case DL_CODEC_F16:
-    case DL_CODEC_BF16: return (size_t)(2 * n);
-    case DL_CODEC_INT8_ROW: return (size_t)(4 * rows + n);
-    default: return 0;
-  }
+  // The per-row scales (int8), then the rows; 0 for an unknown codec.
+  const size_t row = dl_codec_row_bytes(codec, (uint32_t)cols);
+  return row ? dl_codec_prefix_bytes(codec, (uint32_t)rows) + (size_t)rows * row : 0;
 }
 
 size_t dl_tensor_encode_bound(dl_codec codec, uint32_t rows, uint32_t cols) {

@@ -84,4 +84,8 @@ static inline float dl_fast_erff(float x) {
   return x * p / q;
 }
 
+// Exact (erf) GELU, x Phi(x): the row kernel's, and the sgemms' epilogues'.
+#pragma omp declare simd notinbranch
+static inline float dl_gelu_exact(float x) { return 0.5f * x * (1.0f + dl_fast_erff(x * 0.70710678118654752f)); }
+
 #endif

@@ -87,7 +87,7 @@ static void epilogue_block(float *c, int n, int i0, int mr, int j0, int nr, cons
       for (int j = 0; j < nr; j++) v[j] += ep->bias[j0 + j];
     if (ep->gelu) {
 #pragma omp simd
-      for (int j = 0; j < nr; j++) v[j] = 0.5f * v[j] * (1.0f + dl_fast_erff(v[j] * 0.70710678118654752f));
+      for (int j = 0; j < nr; j++) v[j] = dl_gelu_exact(v[j]);
     }
     if (ep->residual) {
       float *x = ep->residual + (size_t)(i0 + r) * n + j0;

@@ -20,10 +20,7 @@
 #include "tests/harness.h"
 
 static uint64_t g_state = 11;
-static float urand(void) {  // uniform in [-1, 1)
-  g_state = g_state * 6364136223846793005ull + 1442695040888963407ull;
-  return (float)((g_state >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
-}
+static float urand(void) { return dl_test_urand(&g_state); }  // uniform in [-1, 1)
 static float *rand_vec(size_t n, float scale) {
   float *v = malloc((n ? n : 1) * sizeof *v);
   for (size_t i = 0; i < n; i++) v[i] = scale * urand();
