@@ -178,9 +178,12 @@ static bool chosen_for_eval(dl_export_catalog *c, const dl_export_record *r) {
   if (!e->present) return false;
   if (r->final) return true;
   if (e->every_steps > 0) {
-    long last = 0;
+    // The last export chosen before this one: among the records, or one
+    // retention has removed since.
+    long last = c->last_scheduled < r->step ? c->last_scheduled : 0;
     for (int i = 0; i < c->n; i++)
-      if (c->recs[i].eval.state != DL_EXPORT_EVAL_NONE && c->recs[i].step < r->step) last = c->recs[i].step;
+      if (c->recs[i].eval.state != DL_EXPORT_EVAL_NONE && c->recs[i].step < r->step && c->recs[i].step > last)
+        last = c->recs[i].step;
     return r->step - last >= e->every_steps;
   }
   return c->since_scheduled + 1 >= e->every_exports;
@@ -192,6 +195,7 @@ int dl_export_catalog_add(dl_export_catalog *c, long step, dl_err *err) {
   const bool chosen = chosen_for_eval(c, &r);
   r.eval.state = chosen ? DL_EXPORT_EVAL_PENDING : DL_EXPORT_EVAL_NONE;
   c->since_scheduled = chosen ? 0 : c->since_scheduled + 1;
+  if (chosen) c->last_scheduled = step;
   insert(c, &r);
   if (dl_export_record_write(c->dir, &r, err)) return -1;
   return retain(c, err);

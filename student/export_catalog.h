@@ -24,7 +24,12 @@ typedef struct dl_export_catalog {
   long total_steps;
   dl_export_record *recs;    // by step, ascending
   int n, cap;
-  int since_scheduled;       // exports since the last one chosen for evaluation (eval.every_exports)
+  // The eval period's state: exports since the last one chosen for
+  // evaluation (eval.every_exports; at open, counted from the records), and
+  // the step of the last one chosen in this run (eval.every_steps; 0: none),
+  // which retention may have removed from the records since.
+  int since_scheduled;
+  long last_scheduled;
   char rebuilt[160];         // what dl_export_catalog_open found ("" when index.json was current)
 } dl_export_catalog;
 
